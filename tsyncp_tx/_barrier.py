@@ -1,0 +1,249 @@
+"""
+The network barrier: waiters block until the barrier releases them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, Optional, Union
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from ._address import AddressLike
+from ._codecs import BarrierCodec
+from ._core import ChannelCore, RetryLike, default_reactor
+from ._protocol import FramedProtocol
+from ._queue import RAW, add_timeout
+from ._views import CONNECTION_OPTIONS, _Multi, _SinglePeer, _check_options
+
+_RELEASE = b"\x00"
+
+
+class Barrier(_Multi):
+    """
+    The listening side of a barrier.
+
+    Every connected waiter counts as waiting when it connects, and again
+    each time a Python waiter announces its next C{wait()} (frame C{01 00}).
+    L{release} frees every connected waiter; with C{parties=N} the barrier
+    also releases the waiting waiters by itself each time N of them wait.
+    """
+
+    __slots__ = ("parties", "_waiting", "_generation", "_on_release")
+
+    log = Logger()
+
+    def __init__(self, core: ChannelCore, parties: Optional[int], on_release: Optional[Callable[[int, List[Any]], Any]]) -> None:
+        """
+        @param core: The channel machinery.
+        @param parties: Release automatically whenever this many wait.
+        @param on_release: Called with C{(generation, addresses)} after each
+            release.
+        """
+        super().__init__(core)
+        self.parties = parties
+        self._waiting: Dict[Any, None] = {}
+        self._generation = 0
+        self._on_release = on_release
+
+    @property
+    def generation(self) -> int:
+        """
+        The number of releases so far.
+        """
+        return self._generation
+
+    @property
+    def waiting(self) -> int:
+        """
+        The number of waiters waiting now.
+        """
+        return len(self._waiting)
+
+    def release(self) -> Deferred[int]:
+        """
+        Release every connected waiter now.
+
+        @return: A Deferred firing with the number released.
+        """
+        return self._release(None)
+
+    def _release(self, addresses: Optional[List[Any]]) -> Deferred[int]:
+        pool = self._core.pool
+        if addresses is None:
+            targets = pool.connections
+        else:
+            targets = [c for c in (pool.get(a) for a in addresses) if c is not None]
+        released = [c.address for c in targets]
+        for address in released:
+            self._waiting.pop(address, None)
+        if self._core.closed:
+            return succeed(0)
+        self._generation += 1
+        self.log.info(
+            "Barrier generation {generation}: released {count} waiter(s)",
+            generation=self._generation,
+            count=len(released),
+        )
+        d = pool.broadcast(_RELEASE, targets)
+        if self._on_release is not None:
+            try:
+                self._on_release(self._generation, released)
+            except Exception:
+                self.log.failure("Unhandled error in on_release")
+        return d
+
+    # Hooks wired into the core
+
+    def _joined(self, address: Any) -> None:
+        self._arrive(address)
+
+    def _left(self, address: Any, reason: Failure) -> None:
+        self._waiting.pop(address, None)
+
+    def _frames(self, frames: List[bytes], connection: FramedProtocol) -> None:
+        for frame in frames:
+            if frame != _RELEASE:
+                connection.protocol_error(
+                    f"barrier expected frames holding the byte 0x00, got {frame[:16]!r}"
+                )
+                return
+            self._arrive(connection.address)
+
+    def _arrive(self, address: Any) -> None:
+        self._waiting[address] = None
+        if self.parties is not None and len(self._waiting) >= self.parties:
+            self._release(list(self._waiting))
+
+
+class Waiter(_SinglePeer):
+    """
+    The connecting side of a barrier.
+    """
+
+    __slots__ = ("_waits",)
+
+    def __init__(self, core: ChannelCore) -> None:
+        """
+        @param core: The channel machinery.
+        """
+        super().__init__(core)
+        self._waits = 0
+
+    def wait(self, timeout: Optional[float] = None) -> Deferred[None]:
+        """
+        Wait for the barrier's next release.
+
+        The first call waits for the release the waiter joined for by
+        connecting; each later call first tells the barrier that this waiter
+        waits again (frame C{01 00}; a Rust barrier ignores it).
+
+        @param timeout: Seconds before failing with L{TimeoutError}.
+        @return: A Deferred firing with L{None} on release; failing with
+            L{ConnectionClosed} if the barrier goes away.
+        """
+        core = self._core
+        if self._waits:
+            core.send_one(_RELEASE, None, raw=True).addErrback(lambda _: None)
+        self._waits += 1
+        queue = core.queue
+        assert queue is not None
+        d = queue.get(RAW)
+
+        def check(payload: bytes) -> None:
+            if payload != _RELEASE:
+                raise ValueError(f"unexpected barrier frame {payload[:16]!r}")
+
+        d.addCallback(check)
+        return add_timeout(d, timeout, core.reactor, "wait")
+
+
+def barrier_on(
+    address: AddressLike,
+    *,
+    parties: Optional[int] = None,
+    accept: Union[int, str] = 0,
+    limit: Optional[int] = None,
+    accept_filter: Optional[Callable[[Any], bool]] = None,
+    on_accept: Optional[Callable[[Any], Any]] = None,
+    on_disconnect: Optional[Callable[[Any, Any], Any]] = None,
+    on_release: Optional[Callable[[int, List[Any]], Any]] = None,
+    reactor: Any = None,
+    **options: Any,
+) -> Deferred[Barrier]:
+    """
+    Listen for barrier waiters.
+
+    @param address: Where to listen (see L{tsyncp_tx.channel.channel_on}).
+    @param parties: Release automatically each time this many waiters wait
+        (reusable, like C{threading.Barrier}); without it, call
+        L{Barrier.release}.
+    @param accept: Waiters to wait for before firing, or C{"limit"}.
+    @param limit: The most waiters connected at once.
+    @param accept_filter: C{accept_filter(address) -> bool}.
+    @param on_accept: Called with each joining waiter's address.
+    @param on_disconnect: Called with C{(address, reason)} when one leaves.
+    @param on_release: Called with C{(generation, addresses)} after each
+        release.
+    @param reactor: The reactor (default: the global one).
+    @param options: Connection options (see L{tsyncp_tx.channel.channel_on}).
+    @return: A Deferred firing with the L{Barrier}.
+    """
+    _check_options(options, CONNECTION_OPTIONS - {"on_accept", "on_disconnect", "on_decode_error"})
+    if parties is not None and parties < 1:
+        raise ValueError(f"parties must be at least 1, not {parties!r}")
+    if accept == "limit":
+        if limit is None:
+            raise ValueError('accept="limit" needs limit=')
+        accept = limit
+    if not isinstance(accept, int) or accept < 0:
+        raise ValueError(f"accept must be a non-negative int or 'limit', not {accept!r}")
+    holder: List[Barrier] = []
+
+    def joined(peer: Any) -> None:
+        holder[0]._joined(peer)
+        if on_accept is not None:
+            on_accept(peer)
+
+    def left(peer: Any, reason: Failure) -> None:
+        holder[0]._left(peer, reason)
+        if on_disconnect is not None:
+            on_disconnect(peer, reason)
+
+    core = ChannelCore(
+        default_reactor(reactor),
+        BarrierCodec(),
+        single=False,
+        receives=True,
+        limit=limit,
+        accept_filter=accept_filter,
+        on_accept=joined,
+        on_disconnect=left,
+        deliver=lambda frames, connection: holder[0]._frames(frames, connection),
+        **options,
+    )
+    holder.append(Barrier(core, parties, on_release))
+    return core.listen(address, accept).addCallback(lambda _: holder[0])
+
+
+def waiter_to(
+    address: AddressLike,
+    *,
+    retry: RetryLike = None,
+    reactor: Any = None,
+    **options: Any,
+) -> Deferred[Waiter]:
+    """
+    Connect to a barrier.
+
+    @param address: Where to connect (see L{tsyncp_tx.channel.channel_to}).
+    @param retry: Retry policy for the connection.
+    @param reactor: The reactor (default: the global one).
+    @param options: Connection options (see L{tsyncp_tx.channel.channel_to}).
+    @return: A Deferred firing with the L{Waiter}.
+    """
+    _check_options(options, CONNECTION_OPTIONS)
+    core = ChannelCore(default_reactor(reactor), BarrierCodec(), single=True, receives=True, **options)
+    return core.connect(address, retry, False, None).addCallback(lambda _: Waiter(core))
+

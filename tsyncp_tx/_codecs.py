@@ -1,0 +1,318 @@
+"""
+Codecs: items to payload bytes and back.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable, Optional, Type
+
+from zope.interface import Attribute, Interface, implementer
+
+from ._errors import DecodeError, EncodeError
+
+try:  # orjson writes the same bytes as the stdlib path below, faster.
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - depends on the environment
+    _orjson = None
+
+
+class ICodec(Interface):
+    """
+    Turns items into payload bytes and payload bytes into items.
+
+    A codec must be stateless across items: each payload is decoded on its
+    own, and one instance may serve many channels at once.
+    """
+
+    name = Attribute("A short name for error messages and logs, e.g. C{'json'}.")
+
+    def encode(obj: Any) -> bytes:
+        """
+        Encode one item.
+
+        @param obj: The item.
+        @return: The payload bytes.
+        @raise EncodeError: If the item cannot be encoded.
+        """
+
+    def decode(payload: bytes) -> Any:
+        """
+        Decode one payload.
+
+        @param payload: The payload bytes of one frame.
+        @return: The item.
+        @raise DecodeError: If the payload is not a valid encoding.
+        """
+
+
+_stdlib_encoder = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), allow_nan=False
+).encode
+_stdlib_decoder = json.JSONDecoder()
+
+
+@implementer(ICodec)
+class JsonCodec:
+    """
+    Compact UTF-8 JSON, as Rust's C{serde_json} writes it: no spaces after
+    separators, non-ASCII characters unescaped.
+
+    Objects keep their key order (Rust peers decoding into a
+    C{serde_json::Value} sort keys; decoding into a struct keeps its field
+    order).  When U{orjson<https://pypi.org/project/orjson/>} is installed it
+    does the work; the bytes are the same for the same data.
+
+    NaN and infinities are refused, as JSON has no spelling for them.
+    """
+
+    name = "json"
+
+    def __init__(self, use_orjson: Optional[bool] = None) -> None:
+        """
+        @param use_orjson: Force (C{True}) or forbid (C{False}) orjson; by
+            default it is used when installed.
+        """
+        if use_orjson and _orjson is None:
+            raise ImportError("use_orjson=True but orjson is not installed")
+        self._orjson = _orjson if use_orjson is not False else None
+
+    def encode(self, obj: Any) -> bytes:
+        """
+        Encode one item as compact JSON.
+
+        @param obj: A JSON-serialisable item.
+        @return: Its UTF-8 JSON bytes.
+        @raise EncodeError: If it is not serialisable (or holds NaN).
+        """
+        if self._orjson is not None and not _has_special_float(obj):
+            try:
+                return self._orjson.dumps(obj)  # type: ignore[no-any-return]
+            except TypeError:
+                pass  # e.g. int keys or huge ints: the stdlib path handles them
+        try:
+            return _stdlib_encoder(obj).encode("utf-8")
+        except (TypeError, ValueError, RecursionError) as e:
+            raise EncodeError(self.name, str(e), obj) from e
+
+    def decode(self, payload: bytes) -> Any:
+        """
+        Decode one JSON payload.
+
+        @param payload: UTF-8 JSON bytes.
+        @return: The item.
+        @raise DecodeError: If the payload is not valid UTF-8 JSON.
+        """
+        if self._orjson is not None:
+            try:
+                return self._orjson.loads(payload)
+            except self._orjson.JSONDecodeError:
+                pass  # let the stdlib produce its more precise message
+        try:
+            return _stdlib_decoder.decode(bytes(payload).decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError) as e:
+            raise DecodeError(self.name, str(e), bytes(payload)) from e
+
+    def __repr__(self) -> str:
+        return "JsonCodec()"
+
+
+def _has_special_float(obj: Any) -> bool:
+    # orjson writes NaN/inf as null and floats such as 1e16 without "+";
+    # such items take the stdlib path, which refuses NaN and keeps its own
+    # spelling, so both paths produce the same bytes.
+    if type(obj) is float:
+        return obj != obj or obj in (_INF, -_INF) or not (1e-4 <= abs(obj) < 1e16 or obj == 0)
+    if type(obj) is dict:
+        return any(_has_special_float(v) for v in obj.values())
+    if type(obj) in (list, tuple):
+        return any(_has_special_float(v) for v in obj)
+    return False
+
+
+_INF = float("inf")
+
+
+@implementer(ICodec)
+class CborCodec:
+    """
+    CBOR (RFC 8949) through U{cbor2<https://pypi.org/project/cbor2/>}, the
+    payload format of Rust tsyncp's C{cbor} feature (C{serde_cbor}).
+    """
+
+    name = "cbor"
+
+    def __init__(self) -> None:
+        import cbor2
+
+        self._dumps = cbor2.dumps
+        self._loads = cbor2.loads
+        self._error = cbor2.CBORError
+
+    def encode(self, obj: Any) -> bytes:
+        """
+        Encode one item as CBOR.
+
+        @param obj: A CBOR-serialisable item.
+        @return: Its CBOR bytes.
+        @raise EncodeError: If it is not serialisable.
+        """
+        try:
+            return self._dumps(obj)  # type: ignore[no-any-return]
+        except (self._error, TypeError, ValueError, RecursionError) as e:
+            raise EncodeError(self.name, str(e), obj) from e
+
+    def decode(self, payload: bytes) -> Any:
+        """
+        Decode one CBOR payload.
+
+        @param payload: CBOR bytes holding exactly one item.
+        @return: The item.
+        @raise DecodeError: If the payload is not one valid CBOR item.
+        """
+        try:
+            return self._loads(payload)
+        except (self._error, TypeError, ValueError, RecursionError, EOFError) as e:
+            raise DecodeError(self.name, str(e) or type(e).__name__, bytes(payload)) from e
+
+    def __repr__(self) -> str:
+        return "CborCodec()"
+
+
+@implementer(ICodec)
+class ProtobufCodec:
+    """
+    Protocol Buffers: a payload is the serialized bytes of one message, as
+    Rust tsyncp's C{prost} codec writes it.
+    """
+
+    name = "protobuf"
+
+    def __init__(self, message_class: Type[Any]) -> None:
+        """
+        @param message_class: The generated message class that payloads
+            decode into; C{encode} accepts only its instances.
+        """
+        self.message_class = message_class
+        self.name = f"protobuf({message_class.__name__})"
+
+    def encode(self, obj: Any) -> bytes:
+        """
+        Serialize one message.
+
+        @param obj: An instance of the codec's message class.
+        @return: The serialized message.
+        @raise EncodeError: If C{obj} is not such a message or lacks
+            required fields.
+        """
+        if not isinstance(obj, self.message_class):
+            raise EncodeError(
+                self.name,
+                f"expected a {self.message_class.__name__} message, "
+                f"got {type(obj).__name__}",
+                obj,
+            )
+        try:
+            return obj.SerializeToString()  # type: ignore[no-any-return]
+        except Exception as e:  # protobuf's EncodeError is not exported stably
+            raise EncodeError(self.name, str(e), obj) from e
+
+    def decode(self, payload: bytes) -> Any:
+        """
+        Parse one message.
+
+        @param payload: A serialized message.
+        @return: A new instance of the codec's message class.
+        @raise DecodeError: If the payload does not parse.
+        """
+        try:
+            return self.message_class.FromString(bytes(payload))
+        except Exception as e:  # google.protobuf.message.DecodeError and kin
+            raise DecodeError(self.name, str(e) or type(e).__name__, bytes(payload)) from e
+
+    def __repr__(self) -> str:
+        return f"ProtobufCodec({self.message_class.__name__})"
+
+
+@implementer(ICodec)
+class RawCodec:
+    """
+    Bytes in, bytes out: the payload is the item.  C{bytes} are passed
+    through without a copy; other buffers (C{bytearray}, C{memoryview}) are
+    copied once into C{bytes}.
+    """
+
+    name = "raw"
+
+    def encode(self, obj: Any) -> bytes:
+        """
+        Use a bytes-like item as the payload.
+
+        @param obj: C{bytes} or another bytes-like object.
+        @return: The payload.
+        @raise EncodeError: If C{obj} is not bytes-like.
+        """
+        if type(obj) is bytes:
+            return obj
+        if isinstance(obj, (bytes, bytearray, memoryview)):
+            return bytes(obj)
+        raise EncodeError(
+            self.name, f"expected bytes, got {type(obj).__name__}", obj
+        )
+
+    def decode(self, payload: bytes) -> bytes:
+        """
+        Return the payload itself.
+
+        @param payload: The payload.
+        @return: The same bytes.
+        """
+        return payload
+
+    def __repr__(self) -> str:
+        return "RawCodec()"
+
+
+_RELEASE = b"\x00"
+
+
+@implementer(ICodec)
+class BarrierCodec:
+    """
+    The barrier's empty codec: every item is the single byte C{0x00}, as Rust
+    tsyncp's C{EmptyCodec} writes it; any other payload is refused.
+    """
+
+    name = "barrier"
+
+    def encode(self, obj: Any = None) -> bytes:
+        """
+        Encode a release (or a waiter's announcement).
+
+        @param obj: Ignored.
+        @return: C{b"\\x00"}.
+        """
+        return _RELEASE
+
+    def decode(self, payload: bytes) -> None:
+        """
+        Check a release payload.
+
+        @param payload: The payload.
+        @return: L{None}.
+        @raise DecodeError: If the payload is not C{b"\\x00"}.
+        """
+        if payload != _RELEASE:
+            raise DecodeError(self.name, "expected the single byte 0x00", bytes(payload))
+        return None
+
+    def __repr__(self) -> str:
+        return "BarrierCodec()"
+
+
+#: Codec names understood by the command line and the twistd plugin.
+CODECS_BY_NAME: "dict[str, Callable[[], Any]]" = {
+    "json": JsonCodec,
+    "cbor": CborCodec,
+    "raw": RawCodec,
+}

@@ -1,0 +1,587 @@
+"""
+L{ChannelCore}: what every channel object is made of.
+
+A core owns a L{StreamPool}, a codec, a L{ReceiveQueue} (unless it only
+sends), the listening port or the connector, and the send path.  The public
+classes in L{tsyncp_tx._views} are thin views that expose parts of it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple, Union
+
+from twisted.application.internet import ClientService, backoffPolicy
+from twisted.internet.defer import CancelledError, Deferred, DeferredList, succeed
+from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IListeningPort, IStreamClientEndpoint
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from ._address import (
+    AddressLike,
+    client_endpoint,
+    describe_endpoint,
+    listening_address,
+    server_endpoint,
+)
+from ._errors import (
+    ChannelClosed,
+    ConnectError,
+    ConnectionClosed,
+    EncodeError,
+    FrameTooLarge,
+    SendQueueFull,
+    describe_address,
+)
+from ._framing import _CACHED, _HEADER_CACHE, MAX_FRAME_LENGTH, encode_header
+from ._pool import StreamPool
+from ._protocol import DEFAULT_SEND_HIGH_WATER, FramedProtocol
+from ._queue import (
+    DEFAULT_RECV_HIGH_WATER,
+    DEFAULT_RECV_HIGH_WATER_BYTES,
+    ReceiveQueue,
+    add_timeout,
+)
+
+RetryPolicy = Callable[[int, Failure], Optional[float]]
+RetryLike = Union[None, Tuple[float, Optional[int]], RetryPolicy]
+
+
+def default_reactor(reactor: Any) -> Any:
+    """
+    The reactor to use: the one given, or the global one, imported now.
+
+    @param reactor: A reactor or L{None}.
+    @return: A reactor.
+    """
+    if reactor is None:
+        from twisted.internet import reactor as global_reactor
+
+        return global_reactor
+    return reactor
+
+
+def retry_policy(retry: RetryLike) -> RetryPolicy:
+    """
+    Normalise a C{retry=} argument.
+
+    @param retry: L{None} (no retry), C{(interval, max_retries)} with
+        C{max_retries=None} meaning forever, or a callable
+        C{policy(attempt, failure)} returning the seconds to wait before the
+        next attempt or L{None} to give up.
+    @return: A callable policy.
+    @raise ValueError: If C{retry} is none of these.
+    """
+    if retry is None:
+        return lambda attempt, failure: None
+    if callable(retry):
+        return retry
+    if isinstance(retry, tuple) and len(retry) == 2:
+        interval, max_retries = retry
+        if interval < 0 or (max_retries is not None and max_retries < 0):
+            raise ValueError(f"retry intervals and counts must not be negative: {retry!r}")
+
+        def policy(attempt: int, failure: Failure) -> Optional[float]:
+            if max_retries is not None and attempt > max_retries:
+                return None
+            return float(interval)
+
+        return policy
+    raise ValueError(
+        f"retry must be None, (interval_seconds, max_retries) or a callable, not {retry!r}"
+    )
+
+
+def _connect(
+    reactor: Any,
+    endpoint: IStreamClientEndpoint,
+    factory: Any,
+    policy: RetryPolicy,
+    address: Any,
+) -> Deferred[FramedProtocol]:
+    """
+    Connect, retrying as the policy says; cancellable at any point.
+    """
+    state: Dict[str, Any] = {"attempt": 0, "call": None, "current": None}
+
+    def cancel(_: Deferred[FramedProtocol]) -> None:
+        if state["call"] is not None and state["call"].active():
+            state["call"].cancel()
+        if state["current"] is not None:
+            state["current"].cancel()
+
+    result: Deferred[FramedProtocol] = Deferred(cancel)
+
+    def attempt() -> None:
+        state["call"] = None
+        state["attempt"] += 1
+        d = endpoint.connect(factory)
+        state["current"] = d
+        d.addCallbacks(connected, failed)
+
+    def connected(protocol: FramedProtocol) -> None:
+        state["current"] = None
+        result.callback(protocol)
+
+    def failed(failure: Failure) -> None:
+        state["current"] = None
+        if result.called:
+            return
+        if failure.check(CancelledError):
+            result.errback(failure)
+            return
+        delay = policy(state["attempt"], failure)
+        if delay is None:
+            result.errback(Failure(ConnectError(address, state["attempt"], failure.value)))
+        else:
+            state["call"] = reactor.callLater(delay, attempt)
+
+    attempt()
+    return result
+
+
+class ChannelCore:
+    """
+    The shared machinery of every channel object.
+
+    @ivar single: Whether the channel has exactly one peer.
+    @ivar pool: The live connections.
+    @ivar queue: Received items, or L{None} for a send-only channel.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        reactor: Any,
+        codec: Any,
+        single: bool,
+        receives: bool,
+        limit: Optional[int] = None,
+        accept_filter: Optional[Callable[[Any], bool]] = None,
+        on_accept: Optional[Callable[[Any], Any]] = None,
+        on_disconnect: Optional[Callable[[Any, Failure], Any]] = None,
+        on_decode_error: Optional[Callable[[Any], Any]] = None,
+        deliver: Optional[Callable[[List[bytes], FramedProtocol], None]] = None,
+        max_frame_length: int = MAX_FRAME_LENGTH,
+        nodelay: bool = True,
+        read_size: Optional[int] = None,
+        send_limit: Optional[int] = None,
+        send_high_water: int = DEFAULT_SEND_HIGH_WATER,
+        send_timeout: Optional[float] = None,
+        recv_high_water: int = DEFAULT_RECV_HIGH_WATER,
+        recv_high_water_bytes: int = DEFAULT_RECV_HIGH_WATER_BYTES,
+        slow_receiver: str = "wait",
+        slow_receiver_limit: Optional[int] = None,
+    ) -> None:
+        self.reactor = reactor
+        self.codec = codec
+        self._encode = codec.encode
+        self.single = single
+        self.max_frame_length = max_frame_length
+        self.send_high_water = send_high_water
+        self.send_timeout = send_timeout
+        self._user_on_accept = on_accept
+        self._user_on_disconnect = on_disconnect
+        if single:
+            limit = 1
+        self.queue: Optional[ReceiveQueue] = None
+        if receives and deliver is None:
+            self.queue = ReceiveQueue(
+                codec,
+                self._pause_reading,
+                self._resume_reading,
+                recv_high_water,
+                recv_high_water_bytes,
+                on_decode_error,
+            )
+            deliver = self.queue.put
+        self.pool = StreamPool(
+            deliver=deliver if deliver is not None else self._unexpected_frames,
+            limit=limit,
+            accept_filter=self._admit if (accept_filter or single) else None,
+            on_accept=self._joined,
+            on_disconnect=self._left,
+            max_frame_length=max_frame_length,
+            nodelay=nodelay,
+            read_size=read_size,
+            send_limit=send_limit,
+            send_high_water=send_high_water,
+            slow_receiver=slow_receiver,
+            slow_receiver_limit=slow_receiver_limit,
+        )
+        self._accept_filter = accept_filter
+        self.port: Optional[IListeningPort] = None
+        self.address: Any = None  # what the user passed
+        self.peer: Optional[FramedProtocol] = None  # single-peer channels
+        self.last_peer_address: Any = None
+        self.accepted = 0
+        self._claimed = 0
+        self._accept_waiters: List[Tuple[int, Deferred[int], int]] = []
+        self._service: Optional[ClientService] = None
+        self._connecting: Optional[Deferred[Any]] = None
+        self._backlog: Deque[List[Any]] = deque()  # sends while reconnecting
+        self._backlog_bytes = 0
+        self._had_peer = False
+        self.closed = False
+        self._close_d: Optional[Deferred[None]] = None
+        self._warned_send_only: set = set()
+
+    # Connections
+
+    def _admit(self, address: Any) -> bool:
+        if self.closed:
+            return False
+        if self.single and self._had_peer and self._service is None:
+            self.log.warn(
+                "Refusing connection from {peer}: this single-peer channel "
+                "already had its peer",
+                peer=describe_address(address),
+            )
+            return False
+        if self._accept_filter is not None:
+            return bool(self._accept_filter(address))
+        return True
+
+    def _joined(self, address: Any) -> None:
+        self.accepted += 1
+        self._had_peer = True
+        self.last_peer_address = address
+        if self.single:
+            self.peer = self.pool.get(address)
+            self._flush_backlog()
+        if self._user_on_accept is not None:
+            self._call_hook(self._user_on_accept, address)
+        waiters = [w for w in self._accept_waiters if self.accepted >= w[0]]
+        for waiter in waiters:
+            self._accept_waiters.remove(waiter)
+            if not waiter[1].called:
+                waiter[1].callback(waiter[2])
+
+    def _left(self, address: Any, reason: Failure) -> None:
+        clean = reason.check(ConnectionDone) is not None
+        if self.single:
+            self.peer = None
+            if self._service is None or self.closed:
+                error = ConnectionClosed(address, None if clean else reason.value)
+                if self.queue is not None:
+                    self.queue.end(error)
+                if self.port is not None and not self.closed:
+                    self.port.stopListening()
+        if not self.closed:
+            log = self.log.info if clean else self.log.warn
+            log(
+                "Peer {peer} disconnected: {reason}",
+                peer=describe_address(address),
+                reason=reason.getErrorMessage(),
+            )
+        if self._user_on_disconnect is not None:
+            self._call_hook(self._user_on_disconnect, address, reason)
+
+    def _call_hook(self, hook: Callable[..., Any], *args: Any) -> None:
+        try:
+            hook(*args)
+        except Exception:
+            self.log.failure("Unhandled error in {hook!r}", hook=hook)
+
+    def _unexpected_frames(self, frames: List[bytes], connection: FramedProtocol) -> None:
+        # Frames at a send-only endpoint are discarded (reading them keeps
+        # memory bounded); the first per connection is logged.
+        if connection.serial not in self._warned_send_only:
+            self._warned_send_only.add(connection.serial)
+            self.log.error(
+                "Discarding unexpected frames from {peer}: this endpoint only "
+                "sends ({count} frame(s), first {size} bytes)",
+                peer=describe_address(connection.address),
+                count=len(frames),
+                size=len(frames[0]),
+            )
+
+    def _pause_reading(self) -> None:
+        self.pool.pause_reading()
+
+    def _resume_reading(self) -> None:
+        self.pool.resume_reading()
+
+    # Establishing
+
+    def listen(self, address: AddressLike, accept: int) -> Deferred["ChannelCore"]:
+        """
+        Listen on C{address}; fire once C{accept} peers have joined.
+        """
+        self.address = address
+        endpoint = server_endpoint(self.reactor, address)
+        d = endpoint.listen(self.pool.factory())
+
+        def listening(port: IListeningPort) -> Deferred[Any]:
+            self.port = port
+            self.log.info(
+                "Listening on {address}", address=describe_address(self.local_address)
+            )
+            if accept:
+                return self.accept(accept).addCallback(lambda _: self)
+            return succeed(self)
+
+        d.addCallback(listening)
+        return self._cancel_closes(d)
+
+    def connect(
+        self, address: AddressLike, retry: RetryLike, reconnect: bool, reconnect_policy: Optional[Callable[[int], float]]
+    ) -> Deferred["ChannelCore"]:
+        """
+        Connect to C{address}, retrying per C{retry}; with C{reconnect},
+        keep reconnecting after losses.
+        """
+        self.address = address
+        endpoint = client_endpoint(self.reactor, address)
+        policy = retry_policy(retry)
+        if not reconnect:
+            d = _connect(self.reactor, endpoint, self.pool.factory(), policy, address)
+            self._connecting = d
+            d.addCallback(lambda _: self)
+            return self._cancel_closes(d)
+
+        # The first connection obeys retry=; later ones back off forever.
+        initial = {"attempts": 0}
+
+        def service_policy(failed: int) -> float:
+            if self._had_peer:
+                return (reconnect_policy or _default_backoff)(failed)
+            initial["attempts"] += 1
+            delay = policy(initial["attempts"], Failure(ConnectError(address, failed, Exception("refused"))))
+            return 0.0 if delay is None else delay
+
+        service = ClientService(endpoint, self.pool.factory(), retryPolicy=service_policy, clock=self.reactor)
+        self._service = service
+        service.startService()
+
+        def count_failures() -> Optional[int]:
+            # Probe the policy for how many attempts it allows in total.
+            for attempt in range(1, 10_000):
+                if policy(attempt, Failure(Exception("probe"))) is None:
+                    return attempt
+            return None
+
+        d = service.whenConnected(failAfterFailures=count_failures())
+        self._connecting = d
+
+        def failed(failure: Failure) -> Failure:
+            service.stopService()
+            if failure.check(CancelledError):
+                return failure
+            return Failure(ConnectError(address, initial["attempts"] + 1, failure.value))
+
+        d.addCallbacks(lambda _: self, failed)
+        return self._cancel_closes(d)
+
+    def _cancel_closes(self, d: Deferred[Any]) -> Deferred[Any]:
+        # Cancelling a constructor's Deferred releases what it holds.
+        def closed_on_error(failure: Failure) -> Failure:
+            self.close()
+            return failure
+
+        outer: Deferred[Any] = Deferred(lambda _: d.cancel())
+        d.addErrback(closed_on_error)
+        d.chainDeferred(outer)
+        return outer
+
+    @property
+    def local_address(self) -> Any:
+        """
+        Where this channel listens, or its own end of its connection.
+        """
+        if self.port is not None:
+            return listening_address(self.port)
+        connection = self.peer or next(iter(self.pool.connections), None)
+        if connection is not None and connection.transport is not None:
+            host = connection.transport.getHost()
+            if hasattr(host, "host"):
+                return (host.host, host.port)
+            return getattr(host, "name", None)
+        return None
+
+    def accept(self, n: int = 1, timeout: Optional[float] = None) -> Deferred[int]:
+        """
+        Wait until C{n} more peers have joined than earlier C{accept} calls
+        (and the constructor's C{accept=}) claimed; peers that joined
+        before the call count, so there is no race with early connections.
+        """
+        if self.closed:
+            return Deferred.fromFailure(Failure(ChannelClosed()))  # type: ignore[arg-type]
+        if n <= 0:
+            return succeed(0)
+        self._claimed += n
+        if self.accepted >= self._claimed:
+            return succeed(n)
+        entry: Tuple[int, Deferred[int], int]
+
+        def cancel(_: Deferred[int]) -> None:
+            if entry in self._accept_waiters:
+                index = self._accept_waiters.index(entry)
+                del self._accept_waiters[index]
+                self._claimed -= n
+                self._accept_waiters[index:] = [
+                    (target - n, d, count) for target, d, count in self._accept_waiters[index:]
+                ]
+
+        d: Deferred[int] = Deferred(cancel)
+        entry = (self._claimed, d, n)
+        self._accept_waiters.append(entry)
+        return add_timeout(d, timeout, self.reactor, "accept")
+
+    # Sending
+
+    def _header(self, payload: bytes) -> bytes:
+        length = len(payload)
+        if length < _CACHED and length <= self.max_frame_length:
+            return _HEADER_CACHE[length]
+        return encode_header(length, self.max_frame_length)
+
+    def encode(self, item: Any, raw: bool = False) -> bytes:
+        """
+        Encode an item (or take raw payload bytes).
+        """
+        if raw:
+            if type(item) is not bytes:
+                raise EncodeError("raw", f"raw=True needs bytes, got {type(item).__name__}", item)
+            return item
+        return self._encode(item)
+
+    def send_one(self, item: Any, timeout: Optional[float], raw: bool = False) -> Deferred[None]:
+        """
+        Send to the single peer.
+        """
+        try:
+            payload = self.encode(item, raw)
+            header = self._header(payload)
+        except (EncodeError, FrameTooLarge) as e:
+            return Deferred.fromFailure(Failure(e))  # type: ignore[arg-type]
+        peer = self.peer
+        if peer is not None:
+            waiting = peer.write_frame(header, payload)
+            if waiting is None:
+                return succeed(None)
+            return add_timeout(waiting, timeout, self.reactor, "send")
+        return self._send_unconnected(header, payload, timeout)
+
+    def send_many_one(self, items: Sequence[Any], raw: bool = False) -> Deferred[None]:
+        """
+        Send a batch to the single peer in one write.
+        """
+        try:
+            payloads = [self.encode(item, raw) for item in items]
+        except EncodeError as e:
+            return Deferred.fromFailure(Failure(e))  # type: ignore[arg-type]
+        peer = self.peer
+        if peer is not None and not self._backlog:
+            try:
+                waiting = peer.write_frames(payloads)
+            except FrameTooLarge as e:
+                return Deferred.fromFailure(Failure(e))  # type: ignore[arg-type]
+            return succeed(None) if waiting is None else waiting
+        sends = [self.send_one(p, None, raw=True) for p in payloads]
+        return DeferredList(sends, fireOnOneErrback=True, consumeErrors=True).addCallbacks(
+            lambda _: None, lambda f: f.value.subFailure
+        )
+
+    def _send_unconnected(self, header: bytes, payload: bytes, timeout: Optional[float]) -> Deferred[None]:
+        if self.closed:
+            return Deferred.fromFailure(Failure(ChannelClosed()))  # type: ignore[arg-type]
+        if self._service is None:
+            error = ConnectionClosed(self.last_peer_address or self.address)
+            return Deferred.fromFailure(Failure(error))  # type: ignore[arg-type]
+        size = len(header) + len(payload)
+        if self._backlog and self._backlog_bytes + size > self.send_high_water:
+            error2 = SendQueueFull(self.address, self._backlog_bytes, self.send_high_water)
+            return Deferred.fromFailure(Failure(error2))  # type: ignore[arg-type]
+        entry: List[Any] = [header, payload, None]
+
+        def cancel(_: Deferred[None]) -> None:
+            if entry in self._backlog:
+                self._backlog.remove(entry)
+                self._backlog_bytes -= size
+
+        d: Deferred[None] = Deferred(cancel)
+        entry[2] = d
+        self._backlog.append(entry)
+        self._backlog_bytes += size
+        if timeout is None:
+            timeout = self.send_timeout
+        return add_timeout(d, timeout, self.reactor, "send")
+
+    def _flush_backlog(self) -> None:
+        backlog, self._backlog = self._backlog, deque()
+        self._backlog_bytes = 0
+        peer = self.peer
+        assert peer is not None
+        for header, payload, d in backlog:
+            waiting = peer.write_frame(header, payload)
+            if waiting is None:
+                d.callback(None)
+            else:
+                waiting.chainDeferred(d)
+
+    def send_multi(
+        self,
+        item: Any,
+        to: Optional[Sequence[Any]],
+        where: Optional[Callable[[Any], bool]],
+        timeout: Optional[float],
+        raw: bool = False,
+    ) -> Deferred[int]:
+        """
+        Send to every peer, or those in C{to}, or those C{where} accepts.
+        """
+        try:
+            payload = self.encode(item, raw)
+        except EncodeError as e:
+            return Deferred.fromFailure(Failure(e))  # type: ignore[arg-type]
+        targets: Optional[List[FramedProtocol]] = None
+        if to is not None:
+            get = self.pool.get
+            targets = [c for c in (get(a) for a in to) if c is not None]
+        if where is not None:
+            source = targets if targets is not None else self.pool.connections
+            targets = [c for c in source if where(c.address)]
+        try:
+            d = self.pool.broadcast(payload, targets)
+        except FrameTooLarge as e:
+            return Deferred.fromFailure(Failure(e))  # type: ignore[arg-type]
+        return add_timeout(d, timeout, self.reactor, "send")
+
+    # Closing
+
+    def close(self) -> Deferred[None]:
+        """
+        Stop listening or connecting, flush, close every connection.
+        """
+        if self._close_d is not None:
+            d: Deferred[None] = Deferred()
+            self._close_d.addBoth(lambda r: d.callback(None) or r)
+            return d
+        self.closed = True
+        error = ChannelClosed()
+        if self.queue is not None:
+            self.queue.close(error)
+        backlog, self._backlog = self._backlog, deque()
+        for _, _, waiting in backlog:
+            waiting.errback(Failure(ChannelClosed("channel closed before reconnecting")))
+        waiters, self._accept_waiters = self._accept_waiters, []
+        for _, waiting, _ in waiters:
+            waiting.errback(Failure(ChannelClosed()))
+        steps: List[Deferred[Any]] = []
+        if self._connecting is not None and not self._connecting.called:
+            self._connecting.cancel()
+        if self.port is not None:
+            steps.append(self.port.stopListening() or succeed(None))  # type: ignore[arg-type]
+        closing = self.pool.close()
+        if self._service is not None:
+            service = self._service
+            closing.addCallback(lambda _: service.stopService())
+        steps.append(closing)
+        self._close_d = DeferredList(steps, consumeErrors=True).addCallback(lambda _: None)
+        return self.close()
+
+
+_default_backoff = backoffPolicy(initialDelay=0.1, maxDelay=10.0, factor=1.5, jitter=lambda: 0.0)

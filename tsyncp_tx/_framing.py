@@ -1,0 +1,228 @@
+"""
+Sans-IO implementation of the tsyncp frame format.
+
+A frame is a 1-4 byte big-endian header followed by the payload.  The leading
+bits of the first header byte give the header's length::
+
+    0xxxxxxx                              7-bit length
+    10xxxxxx xxxxxxxx                     14-bit length
+    110xxxxx xxxxxxxx xxxxxxxx            21-bit length
+    111xxxxx xxxxxxxx xxxxxxxx xxxxxxxx   29-bit length
+
+The encoder always writes the shortest header; the decoder accepts any valid
+header, minimal or not.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, List, Optional
+
+MAX_FRAME_LENGTH = 8 * 1024 * 1024
+
+#: The largest payload length any header can express (29 bits).
+MAX_HEADER_LENGTH = (1 << 29) - 1
+
+
+class FramingError(Exception):
+    """
+    The byte stream does not follow the frame format.
+
+    A framing error is fatal for the connection it happened on: the stream
+    cannot be resynchronised, so the connection is closed.
+    """
+
+
+class FrameTooLarge(FramingError):
+    """
+    A frame is longer than the configured maximum.
+
+    @ivar length: The payload length that was announced (decoding) or asked
+        for (encoding).
+    @ivar limit: The maximum payload length in force.
+    """
+
+    def __init__(self, length: int, limit: int) -> None:
+        """
+        @param length: The offending payload length.
+        @param limit: The maximum payload length in force.
+        """
+        super().__init__(length, limit)
+        self.length = length
+        self.limit = limit
+
+    def __str__(self) -> str:
+        return (
+            f"frame of {self.length} bytes exceeds the maximum frame length "
+            f"of {self.limit} bytes"
+        )
+
+
+def _build_header(length: int) -> bytes:
+    if length < 0x80:
+        return bytes((length,))
+    if length < 0x4000:
+        return (0x8000 | length).to_bytes(2, "big")
+    if length < 0x200000:
+        return (0xC00000 | length).to_bytes(3, "big")
+    return (0xE0000000 | length).to_bytes(4, "big")
+
+
+# Headers of small payloads are looked up, not built: most messages are small.
+_HEADER_CACHE: List[bytes] = [_build_header(n) for n in range(0x4000)]
+_CACHED = len(_HEADER_CACHE)
+
+
+def encode_header(length: int, max_frame_length: int = MAX_FRAME_LENGTH) -> bytes:
+    """
+    Encode the shortest header announcing a payload of C{length} bytes.
+
+    @param length: The payload length.
+    @param max_frame_length: The largest payload length allowed.
+    @return: The 1 to 4 header bytes.
+    @raise FrameTooLarge: If C{length} exceeds C{max_frame_length} (or what a
+        header can express).
+    @raise ValueError: If C{length} is negative.
+    """
+    if length < _CACHED and length <= max_frame_length:
+        if length < 0:
+            raise ValueError(f"negative frame length: {length}")
+        return _HEADER_CACHE[length]
+    if length > max_frame_length or length > MAX_HEADER_LENGTH:
+        raise FrameTooLarge(length, min(max_frame_length, MAX_HEADER_LENGTH))
+    return _build_header(length)
+
+
+def encode_frame(payload: bytes, max_frame_length: int = MAX_FRAME_LENGTH) -> bytes:
+    """
+    Encode one complete frame (header and payload) as one C{bytes} object.
+
+    Writing a large payload to a transport is cheaper with
+    C{transport.writeSequence([encode_header(len(payload)), payload])}, which
+    does not copy the payload.
+
+    @param payload: The payload bytes.
+    @param max_frame_length: The largest payload length allowed.
+    @return: The frame.
+    @raise FrameTooLarge: If the payload is longer than C{max_frame_length};
+        nothing is encoded.
+    """
+    return encode_header(len(payload), max_frame_length) + payload
+
+
+def encode_frames(
+    payloads: Iterable[bytes], max_frame_length: int = MAX_FRAME_LENGTH
+) -> bytes:
+    """
+    Encode many frames into one C{bytes} object, ready for one C{write}.
+
+    @param payloads: The payloads, in order.
+    @param max_frame_length: The largest payload length allowed.
+    @return: The concatenated frames.
+    @raise FrameTooLarge: If any payload is longer than C{max_frame_length};
+        nothing is encoded.
+    """
+    cache = _HEADER_CACHE
+    cached = min(_CACHED, max_frame_length + 1)
+    parts: List[bytes] = []
+    append = parts.append
+    for payload in payloads:
+        length = len(payload)
+        append(cache[length] if length < cached else encode_header(length, max_frame_length))
+        append(payload)
+    return b"".join(parts)
+
+
+class FrameDecoder:
+    """
+    Incremental frame decoder: feed it bytes as they arrive, get payloads.
+
+    It keeps at most one incomplete frame (header and payload bytes so far)
+    between calls, so it never buffers more than C{max_frame_length} + 4
+    bytes.
+
+    @ivar max_frame_length: The largest payload length accepted.
+    """
+
+    __slots__ = ("max_frame_length", "_buffer", "_failed")
+
+    def __init__(self, max_frame_length: int = MAX_FRAME_LENGTH) -> None:
+        """
+        @param max_frame_length: The largest payload length accepted; a
+            header announcing more raises L{FrameTooLarge}.
+        """
+        if max_frame_length < 0:
+            raise ValueError(f"negative max_frame_length: {max_frame_length}")
+        self.max_frame_length = max_frame_length
+        self._buffer = b""
+        self._failed: Optional[FramingError] = None
+
+    @property
+    def buffered(self) -> int:
+        """
+        The number of bytes held for an incomplete frame.
+        """
+        return len(self._buffer)
+
+    def feed(self, data: bytes) -> List[bytes]:
+        """
+        Add bytes to the stream and return every payload now complete.
+
+        @param data: The next bytes of the stream.
+        @return: The complete payloads, in stream order (possibly none).
+        @raise FramingError: If the stream holds a header this decoder
+            refuses; the decoder is then unusable and raises the same error
+            on every later call.
+        """
+        if self._failed is not None:
+            raise self._failed
+        if self._buffer:
+            data = self._buffer + data
+        frames: List[bytes] = []
+        append = frames.append
+        end = len(data)
+        pos = 0
+        limit = self.max_frame_length
+        # One pass over one buffer; the common 1-byte header is tested first.
+        while pos < end:
+            first = data[pos]
+            if first < 0x80:
+                start = pos + 1
+                length = first
+            elif first < 0xC0:
+                start = pos + 2
+                if start > end:
+                    break
+                length = ((first & 0x3F) << 8) | data[pos + 1]
+            elif first < 0xE0:
+                start = pos + 3
+                if start > end:
+                    break
+                length = ((first & 0x1F) << 16) | (data[pos + 1] << 8) | data[pos + 2]
+            else:
+                start = pos + 4
+                if start > end:
+                    break
+                length = int.from_bytes(data[pos:start], "big") & 0x1FFFFFFF
+            if length > limit:
+                self._buffer = b""
+                self._failed = FrameTooLarge(length, limit)
+                raise self._failed
+            stop = start + length
+            if stop > end:
+                break
+            append(data[start:stop])
+            pos = stop
+        self._buffer = data[pos:] if pos else data
+        return frames
+
+    def check_end(self) -> None:
+        """
+        Check that the stream ended on a frame boundary.
+
+        @raise FramingError: If an incomplete frame is buffered.
+        """
+        if self._buffer:
+            raise FramingError(
+                f"stream ended inside a frame ({len(self._buffer)} bytes "
+                f"of an incomplete frame)"
+            )

@@ -1,0 +1,394 @@
+"""
+L{StreamPool}: the live connections of one channel.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Iterable, List, Optional
+
+from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from ._errors import ConnectionClosed, describe_address
+from ._framing import _CACHED, _HEADER_CACHE, MAX_FRAME_LENGTH, encode_header
+from ._protocol import _JOIN_BELOW, DEFAULT_SEND_HIGH_WATER, FramedProtocol, IFrameSink
+
+Address = Any
+FramesCallback = Callable[[List[bytes], FramedProtocol], None]
+
+#: Slow-receiver policies for L{StreamPool.broadcast}.
+SLOW_RECEIVER_POLICIES = ("wait", "disconnect")
+
+
+def _ignore_closed(failure: Failure) -> None:
+    # A frame that could not be written because its connection died: the
+    # loss itself is reported through on_disconnect.
+    failure.trap(ConnectionClosed)
+
+
+@implementer(IFrameSink)
+class StreamPool:
+    """
+    The live connections of one channel.
+
+    It admits connections (up to C{limit}, past C{accept_filter}), hands
+    every frame received on any of them to C{deliver} together with its
+    connection, writes one encoded frame to many connections, and forgets a
+    connection when it ends.  A framing error on one connection closes only
+    that one.
+
+    @ivar limit: The most connections kept at once, or L{None}.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        deliver: Optional[FramesCallback] = None,
+        limit: Optional[int] = None,
+        accept_filter: Optional[Callable[[Address], bool]] = None,
+        on_accept: Optional[Callable[[Address], Any]] = None,
+        on_disconnect: Optional[Callable[[Address, Failure], Any]] = None,
+        max_frame_length: int = MAX_FRAME_LENGTH,
+        nodelay: bool = True,
+        read_size: Optional[int] = None,
+        send_limit: Optional[int] = None,
+        send_high_water: int = DEFAULT_SEND_HIGH_WATER,
+        slow_receiver: str = "wait",
+        slow_receiver_limit: Optional[int] = None,
+    ) -> None:
+        """
+        @param deliver: Called with C{(payloads, connection)} for the frames
+            of each read; L{None} makes the pool refuse incoming frames (a
+            send-only endpoint), closing the connection that sends one.
+        @param limit: The most connections kept at once; one more is closed
+            at once with a logged reason.
+        @param accept_filter: Called with each new peer's address; a false
+            result closes the connection before it joins.
+        @param on_accept: Called with the address of each connection that
+            joined.
+        @param on_disconnect: Called with C{(address, reason)} when a
+            connection that had joined ends.
+        @param max_frame_length: Largest payload accepted and sent.
+        @param nodelay: Set C{TCP_NODELAY}.
+        @param read_size: Per-read byte count (Twisted's C{bufferSize}).
+        @param send_limit: Per-turn socket send size (Twisted's
+            C{SEND_LIMIT}).
+        @param send_high_water: Per-connection bound on queued bytes.
+        @param slow_receiver: C{"wait"}: a broadcast waits for the slowest
+            connection; C{"disconnect"}: a connection whose queue would pass
+            C{slow_receiver_limit} bytes is dropped and reported.
+        @param slow_receiver_limit: The per-connection queue bound of the
+            C{"disconnect"} policy (default: C{send_high_water}).
+        """
+        if limit is not None and limit < 1:
+            raise ValueError(f"limit must be at least 1, not {limit!r}")
+        if slow_receiver not in SLOW_RECEIVER_POLICIES:
+            raise ValueError(
+                f"slow_receiver must be one of {SLOW_RECEIVER_POLICIES}, "
+                f"not {slow_receiver!r}"
+            )
+        self.deliver = deliver
+        self.limit = limit
+        self.accept_filter = accept_filter
+        self.on_accept = on_accept
+        self.on_disconnect = on_disconnect
+        self.max_frame_length = max_frame_length
+        self.slow_receiver = slow_receiver
+        self.slow_receiver_limit = (
+            send_high_water if slow_receiver_limit is None else slow_receiver_limit
+        )
+        self._options = dict(
+            max_frame_length=max_frame_length,
+            nodelay=nodelay,
+            read_size=read_size,
+            send_limit=send_limit,
+            send_high_water=send_high_water,
+        )
+        self._connections: Dict[Address, FramedProtocol] = {}
+        self._reading_paused = False
+
+    # Admission
+
+    def build_protocol(self) -> FramedProtocol:
+        """
+        Make a new, unconnected protocol that joins this pool when it
+        connects.
+
+        @return: The protocol.
+        """
+        return FramedProtocol(self, **self._options)  # type: ignore[arg-type]
+
+    def factory(self) -> Factory:
+        """
+        A protocol factory for endpoints: every connection it builds joins
+        this pool.
+
+        @return: The factory.
+        """
+        return _PoolFactory(self)
+
+    def add(self, connection: FramedProtocol) -> bool:
+        """
+        Admit a connected protocol, unless over the limit or filtered.
+
+        @param connection: A protocol whose C{address} is set.
+        @return: Whether it joined.
+        """
+        address = connection.address
+        if self.limit is not None and len(self._connections) >= self.limit:
+            self.log.warn(
+                "Refusing connection from {peer}: connection limit of {limit} reached",
+                peer=describe_address(address),
+                limit=self.limit,
+            )
+            return False
+        if self.accept_filter is not None:
+            try:
+                allowed = self.accept_filter(address)
+            except Exception:
+                self.log.failure(
+                    "accept_filter raised for {peer}; refusing it",
+                    peer=describe_address(address),
+                )
+                allowed = False
+            if not allowed:
+                self.log.info(
+                    "Refusing connection from {peer}: rejected by accept_filter",
+                    peer=describe_address(address),
+                )
+                return False
+        self._connections[address] = connection
+        if self._reading_paused:
+            connection.pause_reading()
+        self.log.debug("Connection from {peer} joined", peer=describe_address(address))
+        if self.on_accept is not None:
+            self._call_hook(self.on_accept, address)
+        return True
+
+    def remove(self, connection: FramedProtocol) -> None:
+        """
+        Forget a connection (without closing it).
+
+        @param connection: A member of the pool.
+        """
+        if self._connections.get(connection.address) is connection:
+            del self._connections[connection.address]
+
+    def _call_hook(self, hook: Callable[..., Any], *args: Any) -> None:
+        try:
+            hook(*args)
+        except Exception:
+            self.log.failure("Unhandled error in {hook!r}", hook=hook)
+
+    # IFrameSink
+
+    def connection_made(self, connection: FramedProtocol) -> bool:
+        """
+        Admit a new connection; see L{add}.
+
+        @param connection: The new connection.
+        @return: Whether it joined.
+        """
+        return self.add(connection)
+
+    def frames_received(self, connection: FramedProtocol, frames: List[bytes]) -> None:
+        """
+        Hand frames to C{deliver}; a send-only pool drops the connection.
+
+        @param connection: Where they arrived.
+        @param frames: The payloads.
+        """
+        if self.deliver is None:
+            connection.protocol_error(
+                f"unexpected frame ({len(frames[0])} bytes) at a send-only endpoint"
+            )
+            return
+        self.deliver(frames, connection)
+
+    def connection_lost(self, connection: FramedProtocol, reason: Failure) -> None:
+        """
+        Forget the connection and report it to C{on_disconnect}.
+
+        @param connection: The connection that ended.
+        @param reason: Why.
+        """
+        self.remove(connection)
+        self.log.debug(
+            "Connection from {peer} ended: {reason}",
+            peer=describe_address(connection.address),
+            reason=reason.getErrorMessage(),
+        )
+        if self.on_disconnect is not None:
+            self._call_hook(self.on_disconnect, connection.address, reason)
+
+    # Queries
+
+    def __len__(self) -> int:
+        return len(self._connections)
+
+    @property
+    def addresses(self) -> List[Address]:
+        """
+        The addresses of the live connections, in the order they joined.
+        """
+        return list(self._connections)
+
+    @property
+    def connections(self) -> List[FramedProtocol]:
+        """
+        The live connections, in the order they joined.
+        """
+        return list(self._connections.values())
+
+    def get(self, address: Address) -> Optional[FramedProtocol]:
+        """
+        Look a connection up by its peer address.
+
+        @param address: The address.
+        @return: The connection, or L{None}.
+        """
+        return self._connections.get(address)
+
+    # Sending
+
+    def broadcast(
+        self, payload: bytes, connections: Optional[Iterable[FramedProtocol]] = None
+    ) -> Deferred[int]:
+        """
+        Frame C{payload} once and write it to every connection (or to
+        C{connections}).
+
+        @param payload: The payload.
+        @param connections: The recipients; by default every connection.
+        @return: A Deferred firing with the number of connections the frame
+            was handed to.  It is already fired unless some transport was
+            paused; then, with the C{"wait"} policy, it fires when the
+            slowest has taken the frame.  A connection lost meanwhile is not
+            counted (its loss goes to C{on_disconnect}).  Cancelling it
+            withdraws the frame from every queue it still waits in.
+        @raise FrameTooLarge: If the payload exceeds C{max_frame_length};
+            nothing is written anywhere.
+        """
+        length = len(payload)
+        header = (
+            _HEADER_CACHE[length]
+            if length < _CACHED and length <= self.max_frame_length
+            else encode_header(length, self.max_frame_length)
+        )
+        joined = header + payload if length < _JOIN_BELOW else None
+        targets = self._connections.values() if connections is None else connections
+        count = 0
+        pending: Optional[List[Deferred[None]]] = None
+        disconnect_slow = self.slow_receiver == "disconnect"
+        for connection in list(targets):
+            if (
+                disconnect_slow
+                and not connection.writable
+                and connection.queued_bytes + length > self.slow_receiver_limit
+            ):
+                self._drop_slow(connection)
+                continue
+            waiting = connection.write_frame(header, payload, joined)
+            if waiting is None:
+                count += 1
+            elif disconnect_slow:
+                # The others go on at full speed; a failure here means the
+                # connection died, which on_disconnect reports.
+                waiting.addErrback(_ignore_closed)
+                count += 1
+            else:
+                if pending is None:
+                    pending = []
+                pending.append(waiting)
+        if pending is None:
+            return succeed(count)
+        return _count_written(count, pending)
+
+    def _drop_slow(self, connection: FramedProtocol) -> None:
+        self.log.warn(
+            "Disconnecting slow receiver {peer}: {queued} bytes queued, "
+            "slow_receiver_limit={limit}",
+            peer=describe_address(connection.address),
+            queued=connection.queued_bytes,
+            limit=self.slow_receiver_limit,
+        )
+        connection.abort()
+
+    # Receiving flow control
+
+    def pause_reading(self) -> None:
+        """
+        Stop reading from every connection, present and future.
+        """
+        self._reading_paused = True
+        for connection in self._connections.values():
+            connection.pause_reading()
+
+    def resume_reading(self) -> None:
+        """
+        Resume reading from every connection.
+        """
+        self._reading_paused = False
+        for connection in list(self._connections.values()):
+            connection.resume_reading()
+
+    def close(self) -> Deferred[None]:
+        """
+        Flush and close every connection.
+
+        @return: A Deferred firing when all are closed.
+        """
+        closing = [connection.close() for connection in list(self._connections.values())]
+        d = DeferredList(closing, consumeErrors=True)
+        return d.addCallback(lambda _: None)
+
+
+def _count_written(count: int, pending: List[Deferred[None]]) -> Deferred[int]:
+    """
+    Combine per-connection write Deferreds into one firing with the number
+    written; the first error other than a lost connection fails it.
+    """
+    state = {"count": count, "left": len(pending), "error": None}
+
+    def cancel(_: Deferred[int]) -> None:
+        for waiting in pending:
+            waiting.cancel()
+
+    result: Deferred[int] = Deferred(cancel)
+
+    def settled(outcome: Any) -> None:
+        if isinstance(outcome, Failure):
+            if not outcome.check(ConnectionClosed) and state["error"] is None:
+                state["error"] = outcome
+        else:
+            state["count"] += 1  # type: ignore[operator]
+        state["left"] -= 1  # type: ignore[operator]
+        if state["left"] == 0 and not result.called:
+            if state["error"] is not None:
+                result.errback(state["error"])
+            else:
+                result.callback(state["count"])  # type: ignore[arg-type]
+
+    for waiting in pending:
+        waiting.addBoth(settled)
+    return result
+
+
+class _PoolFactory(Factory):
+    """
+    Builds protocols that join one L{StreamPool}.
+    """
+
+    noisy = False
+
+    def __init__(self, pool: StreamPool) -> None:
+        self.pool = pool
+
+    def buildProtocol(self, addr: Any) -> FramedProtocol:
+        protocol = self.pool.build_protocol()
+        protocol.factory = self
+        return protocol

@@ -1,0 +1,461 @@
+"""
+L{FramedProtocol}: one connection's framing and flow control.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Callable, Deque, List, Optional, Sequence
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IAddress, IPushProducer
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import Interface, implementer
+
+from ._errors import ConnectionClosed, SendQueueFull, describe_address
+from ._framing import (
+    _CACHED,
+    _HEADER_CACHE,
+    MAX_FRAME_LENGTH,
+    FrameDecoder,
+    FramingError,
+    encode_header,
+)
+
+#: Bytes queued per connection (beyond what the transport buffers) before
+#: C{send()} refuses with L{SendQueueFull}.
+DEFAULT_SEND_HIGH_WATER = 16 * 1024 * 1024
+
+# Payloads up to this size are joined with their header for one write;
+# larger ones go out as (header, payload) with writeSequence, uncopied.
+_JOIN_BELOW = 16 * 1024
+
+
+class IFrameSink(Interface):
+    """
+    The owner of L{FramedProtocol}s: it hears about their lives and frames.
+    """
+
+    def connection_made(connection: "FramedProtocol") -> bool:
+        """
+        A connection is up.
+
+        @param connection: The new connection.
+        @return: C{True} to keep it; C{False} to refuse it (the caller then
+            closes it).
+        """
+
+    def frames_received(connection: "FramedProtocol", frames: List[bytes]) -> None:
+        """
+        Complete payloads arrived, in order.
+
+        @param connection: The connection they arrived on.
+        @param frames: The payloads; the list is the sink's to keep.
+        """
+
+    def connection_lost(connection: "FramedProtocol", reason: Failure) -> None:
+        """
+        A connection this sink kept is gone.
+
+        @param connection: The connection.
+        @param reason: Why it ended (L{ConnectionDone} for a clean close).
+        """
+
+
+def address_key(address: Optional[IAddress], serial: int) -> Any:
+    """
+    Turn a Twisted address into the form tsyncp_tx reports: C{(host, port)}
+    for TCP, the path for a named UNIX socket, C{"unix:#<n>"} for an
+    anonymous one.
+
+    @param address: The Twisted address.
+    @param serial: A number unique to the connection, for anonymous peers.
+    @return: The address.
+    """
+    host = getattr(address, "host", None)
+    port = getattr(address, "port", None)
+    if host is not None and port is not None:
+        return (host, port)
+    name = getattr(address, "name", None)
+    if name:
+        return name.decode("utf-8", "replace") if isinstance(name, bytes) else name
+    return f"unix:#{serial}"
+
+
+def _raw_transport(transport: Any) -> Any:
+    # TLS wraps the TCP transport; socket options belong to the innermost one.
+    seen = 0
+    while seen < 4 and hasattr(transport, "transport") and transport.transport is not None:
+        transport = transport.transport
+        seen += 1
+    return transport
+
+
+_serials = iter(range(1, 1 << 62))
+
+
+@implementer(IPushProducer)
+class FramedProtocol(Protocol):
+    """
+    One framed connection.
+
+    Incoming bytes go through a L{FrameDecoder}; every complete payload of a
+    C{dataReceived} call is handed to the L{IFrameSink} as one list.  A
+    framing error closes this connection only, with a logged reason.
+
+    Outgoing frames go straight to the transport while it accepts data.
+    The protocol registers itself as a streaming producer, so when the
+    transport's buffer fills it is paused; frames sent then wait in a bounded
+    queue and their Deferreds fire once they are handed to the transport.
+
+    @ivar address: The peer's address (see L{address_key}).
+    @ivar sink: The owner, or L{None}.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        sink: Optional[IFrameSink] = None,
+        max_frame_length: int = MAX_FRAME_LENGTH,
+        nodelay: bool = True,
+        read_size: Optional[int] = None,
+        send_limit: Optional[int] = None,
+        send_high_water: int = DEFAULT_SEND_HIGH_WATER,
+    ) -> None:
+        """
+        @param sink: Receives this connection's events and frames.
+        @param max_frame_length: Largest payload accepted or sent.
+        @param nodelay: Set C{TCP_NODELAY} on TCP connections.
+        @param read_size: Bytes read from the socket per read (Twisted's
+            C{bufferSize}, also the write buffer size beyond which the
+            protocol is paused); L{None} keeps Twisted's 64 KiB.
+        @param send_limit: Bytes handed to the socket per reactor turn
+            (Twisted's C{SEND_LIMIT}); L{None} keeps Twisted's 128 KiB.
+        @param send_high_water: Bytes of frames that may wait while the
+            transport is paused before C{send_frame} refuses.
+        """
+        self.sink = sink
+        self.max_frame_length = max_frame_length
+        self.decoder = FrameDecoder(max_frame_length)
+        self.nodelay = nodelay
+        self.read_size = read_size
+        self.send_limit = send_limit
+        self.send_high_water = send_high_water
+        self.serial = next(_serials)
+        self.address: Any = f"unconnected#{self.serial}"
+        self.connected_ = False
+        self.kept = False
+        self._paused = False  # transport asked us to stop writing
+        self._reading_paused = False
+        self._queue: Deque[List[Any]] = deque()
+        self._queued_bytes = 0
+        self._closed: Optional[Failure] = None
+        self._close_waiters: List[Deferred[None]] = []
+        self._closing = False
+
+    # Connection life
+
+    def connectionMade(self) -> None:
+        """
+        Configure the transport, register as its producer, tell the sink.
+        """
+        transport = self.transport
+        assert transport is not None
+        self.address = address_key(transport.getPeer(), self.serial)
+        self.connected_ = True
+        raw = _raw_transport(transport)
+        if self.nodelay and hasattr(raw, "setTcpNoDelay"):
+            try:
+                raw.setTcpNoDelay(True)
+            except OSError:  # not TCP after all
+                pass
+        if self.read_size is not None and hasattr(raw, "bufferSize"):
+            raw.bufferSize = self.read_size
+            if raw is not transport and hasattr(transport, "bufferSize"):
+                transport.bufferSize = self.read_size
+        if self.send_limit is not None and hasattr(raw, "SEND_LIMIT"):
+            raw.SEND_LIMIT = self.send_limit
+        transport.registerProducer(self, True)
+        if self.sink is not None:
+            if self.sink.connection_made(self):
+                self.kept = True
+            else:
+                self._lose_connection()
+
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Decode every complete frame and hand them over as one list.
+
+        @param data: Bytes from the transport.
+        """
+        try:
+            frames = self.decoder.feed(data)
+        except FramingError as e:
+            self.protocol_error(str(e))
+            return
+        if frames and self.kept:
+            self.sink.frames_received(self, frames)  # type: ignore[union-attr]
+
+    def protocol_error(self, reason: str) -> None:
+        """
+        The peer broke the protocol: log why and drop this connection only.
+
+        @param reason: What went wrong, for the log.
+        """
+        self.log.error(
+            "Closing connection from {peer}: {reason}",
+            peer=describe_address(self.address),
+            reason=reason,
+        )
+        self.abort()
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
+        """
+        Fail every queued frame, check the stream ended cleanly, tell the
+        sink.
+
+        @param reason: Why the connection ended.
+        """
+        self.connected_ = False
+        if self.decoder.buffered and reason.check(ConnectionDone):
+            self.log.error(
+                "Connection from {peer} ended inside a frame "
+                "({buffered} bytes of an incomplete frame discarded)",
+                peer=describe_address(self.address),
+                buffered=self.decoder.buffered,
+            )
+        self._closed = reason
+        error = ConnectionClosed(
+            self.address, None if reason.check(ConnectionDone) else reason.value
+        )
+        queue, self._queue = self._queue, deque()
+        self._queued_bytes = 0
+        for entry in queue:
+            waiting = entry[2]
+            if waiting is not None:
+                waiting.errback(Failure(error))
+        if self.kept:
+            self.kept = False
+            self.sink.connection_lost(self, reason)  # type: ignore[union-attr]
+        waiters, self._close_waiters = self._close_waiters, []
+        for d in waiters:
+            d.callback(None)
+
+    @property
+    def disconnected_reason(self) -> Optional[Failure]:
+        """
+        Why the connection ended, or L{None} while it is up.
+        """
+        return self._closed
+
+    def close(self) -> Deferred[None]:
+        """
+        Flush queued frames, then close the connection.
+
+        @return: A Deferred firing once the connection is closed.
+        """
+        d: Deferred[None] = Deferred()
+        if self._closed is not None or self.transport is None:
+            d.callback(None)
+            return d
+        self._close_waiters.append(d)
+        self._closing = True
+        if not self._queue:
+            self._lose_connection()
+        return d
+
+    def _lose_connection(self) -> None:
+        transport = self.transport
+        assert transport is not None
+        # A paused streaming producer would keep a closing transport open.
+        transport.unregisterProducer()
+        transport.loseConnection()
+
+    def abort(self) -> None:
+        """
+        Drop the connection now, discarding unsent data.
+        """
+        if self.transport is not None and self._closed is None:
+            self.transport.abortConnection()  # type: ignore[attr-defined]
+
+    # Sending
+
+    @property
+    def writable(self) -> bool:
+        """
+        Whether a frame sent now goes straight to the transport.
+        """
+        return not self._paused and not self._queue and self.connected_
+
+    @property
+    def queued_bytes(self) -> int:
+        """
+        Bytes of frames waiting for the transport to accept more.
+        """
+        return self._queued_bytes
+
+    def write_frame(self, header: bytes, payload: bytes, joined: Optional[bytes] = None) -> Optional[Deferred[None]]:
+        """
+        Send one frame whose header is already encoded.
+
+        @param header: The frame's header.
+        @param payload: The payload.
+        @param joined: C{header + payload}, when the caller has it (a
+            broadcast joins once for all connections).
+        @return: L{None} if the frame was handed to the transport now, or a
+            Deferred firing when it is (failing with L{ConnectionClosed} if
+            the connection ends first, with L{SendQueueFull} at once if the
+            queue is full).  Cancelling it removes the unsent frame.
+        """
+        if not self._paused and not self._queue and self.connected_:
+            transport = self.transport
+            if joined is not None:
+                transport.write(joined)  # type: ignore[union-attr]
+            elif len(payload) < _JOIN_BELOW:
+                transport.write(header + payload)  # type: ignore[union-attr]
+            else:
+                transport.writeSequence((header, payload))  # type: ignore[union-attr]
+            return None
+        return self._enqueue(header, payload, joined)
+
+    def _enqueue(self, header: bytes, payload: bytes, joined: Optional[bytes]) -> Deferred[None]:
+        if self._closed is not None or not self.connected_ or self._closing:
+            reason = self._closed
+            return Deferred.fromFailure(  # type: ignore[arg-type]
+                Failure(
+                    ConnectionClosed(
+                        self.address,
+                        None if reason is None or reason.check(ConnectionDone) else reason.value,
+                    )
+                )
+            )
+        size = len(header) + len(payload)
+        if self._queue and self._queued_bytes + size > self.send_high_water:
+            return Deferred.fromFailure(  # type: ignore[arg-type]
+                Failure(SendQueueFull(self.address, self._queued_bytes, self.send_high_water))
+            )
+        entry: List[Any] = [joined if joined is not None else (header, payload), size, None]
+
+        def cancel(d: Deferred[None]) -> None:
+            try:
+                self._queue.remove(entry)
+            except ValueError:
+                return
+            self._queued_bytes -= size
+
+        d: Deferred[None] = Deferred(cancel)
+        entry[2] = d
+        self._queue.append(entry)
+        self._queued_bytes += size
+        return d
+
+    def send_frame(self, payload: bytes) -> Deferred[None]:
+        """
+        Send one payload as a frame.
+
+        @param payload: The payload.
+        @return: A Deferred firing once the frame is handed to the transport
+            (already fired when the transport was not paused).
+        @raise FrameTooLarge: If the payload exceeds C{max_frame_length}.
+        """
+        length = len(payload)
+        header = (
+            _HEADER_CACHE[length]
+            if length < _CACHED and length <= self.max_frame_length
+            else encode_header(length, self.max_frame_length)
+        )
+        waiting = self.write_frame(header, payload)
+        return succeed(None) if waiting is None else waiting
+
+    def write_frames(self, payloads: Sequence[bytes]) -> Optional[Deferred[None]]:
+        """
+        Send many payloads; the frames go out in one C{writeSequence} when
+        the transport is not paused.
+
+        @param payloads: The payloads, in order.
+        @return: L{None} if all were handed to the transport now, or a
+            Deferred firing when the last one is.
+        @raise FrameTooLarge: If any payload exceeds C{max_frame_length};
+            nothing is sent.
+        """
+        cache = _HEADER_CACHE
+        cached = min(_CACHED, self.max_frame_length + 1)
+        limit = self.max_frame_length
+        parts: List[bytes] = []
+        append = parts.append
+        for payload in payloads:
+            length = len(payload)
+            append(cache[length] if length < cached else encode_header(length, limit))
+            append(payload)
+        if not self._paused and not self._queue and self.connected_:
+            self.transport.writeSequence(parts)  # type: ignore[union-attr]
+            return None
+        return self._enqueue(b"", b"".join(parts), None)
+
+    def pauseProducing(self) -> None:
+        """
+        The transport's buffer is full: queue frames until it drains.
+        """
+        self._paused = True
+
+    def resumeProducing(self) -> None:
+        """
+        The transport drained: write queued frames until it is full again.
+        """
+        self._paused = False
+        self._flush()
+
+    def _flush(self) -> None:
+        queue = self._queue
+        if not queue:
+            return
+        transport = self.transport
+        assert transport is not None
+        written: List[Deferred[None]] = []
+        while queue and not self._paused and self.connected_:
+            data, size, waiting = queue.popleft()
+            self._queued_bytes -= size
+            if type(data) is bytes:
+                transport.write(data)
+            else:
+                transport.writeSequence(data)
+            if waiting is not None:
+                written.append(waiting)
+        # Fired after the loop so callbacks that send again queue behind.
+        for d in written:
+            d.callback(None)
+        if self._closing and not self._queue and self._closed is None:
+            self._lose_connection()
+
+    def stopProducing(self) -> None:
+        """
+        The transport is going away; L{connectionLost} fails what is queued.
+        """
+
+    # Receiving flow control
+
+    def pause_reading(self) -> None:
+        """
+        Stop reading from the peer (TCP then pushes back to it).
+        """
+        if not self._reading_paused and self.transport is not None and self._closed is None:
+            self._reading_paused = True
+            self.transport.pauseProducing()  # type: ignore[attr-defined]
+
+    def resume_reading(self) -> None:
+        """
+        Resume reading from the peer.
+        """
+        if self._reading_paused and self.transport is not None and self._closed is None:
+            self._reading_paused = False
+            self.transport.resumeProducing()  # type: ignore[attr-defined]
+
+    def __repr__(self) -> str:
+        return f"<FramedProtocol {describe_address(self.address)}>"
+
+
+FrameCallback = Callable[[List[bytes], FramedProtocol], None]

@@ -1,0 +1,380 @@
+"""
+L{ReceiveQueue}: decoded-on-demand frames waiting for C{recv()} calls.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Callable, Deque, List, Optional, Tuple
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from ._errors import ChannelClosed, ConnectionClosed, DecodeError, TimeoutError
+from ._protocol import FramedProtocol
+
+#: Default bound on queued items before reading pauses.
+DEFAULT_RECV_HIGH_WATER = 4096
+#: Default bound on queued payload bytes before reading pauses.
+DEFAULT_RECV_HIGH_WATER_BYTES = 8 * 1024 * 1024
+
+# What recv() hands back.
+ITEM, ITEM_ADDR, RAW, RAW_ADDR = range(4)
+
+
+def recv_mode(with_addr: bool, raw: bool) -> int:
+    """
+    The delivery mode for a C{recv()} call's flags.
+
+    @param with_addr: Return C{(item, address)} pairs.
+    @param raw: Return payload bytes instead of decoded items.
+    @return: One of C{ITEM}, C{ITEM_ADDR}, C{RAW}, C{RAW_ADDR}.
+    """
+    return (RAW if raw else ITEM) + (1 if with_addr else 0)
+
+
+def add_timeout(d: Deferred[Any], timeout: Optional[float], clock: Any, operation: str) -> Deferred[Any]:
+    """
+    Fail C{d} with L{TimeoutError} (by cancelling it) after C{timeout}
+    seconds.
+
+    @param d: The Deferred.
+    @param timeout: Seconds, or L{None} for no timeout.
+    @param clock: The reactor.
+    @param operation: The operation's name, for the error.
+    @return: C{d}.
+    """
+    if timeout is None or d.called:
+        return d
+
+    def timed_out(result: Any, timeout: float) -> Any:
+        raise TimeoutError(operation, timeout)
+
+    return d.addTimeout(timeout, clock, onTimeoutCancel=timed_out)
+
+
+class ReceiveQueue:
+    """
+    Received payloads of one channel, waiting to be taken by C{recv()}.
+
+    Frames are kept as the lists the decoder produced (no per-item copy) and
+    decoded when taken, so a bad payload fails the C{recv()} that takes it
+    and nothing else.  When more than C{high_water} items or
+    C{high_water_bytes} bytes wait, reading pauses on every connection of the
+    pool, and resumes when the queue falls to half of both.
+
+    C{recv()} Deferreds are served in call order; cancelling one loses no
+    item.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        codec: Any,
+        pause: Callable[[], None],
+        resume: Callable[[], None],
+        high_water: int = DEFAULT_RECV_HIGH_WATER,
+        high_water_bytes: int = DEFAULT_RECV_HIGH_WATER_BYTES,
+        on_decode_error: Optional[Callable[[DecodeError], Any]] = None,
+    ) -> None:
+        """
+        @param codec: Decodes payloads.
+        @param pause: Stops reading from the peers.
+        @param resume: Resumes reading.
+        @param high_water: Items queued before reading pauses.
+        @param high_water_bytes: Payload bytes queued before reading pauses.
+        @param on_decode_error: If given, undecodable payloads are passed to
+            it (as L{DecodeError}) and skipped instead of failing C{recv()}.
+        """
+        self._decode = codec.decode
+        self._codec = codec
+        self._pause = pause
+        self._resume = resume
+        self.high_water = max(1, high_water)
+        self.high_water_bytes = max(1, high_water_bytes)
+        self._low_water = self.high_water // 2
+        self._low_water_bytes = self.high_water_bytes // 2
+        self.on_decode_error = on_decode_error
+        self._batches: Deque[Tuple[List[bytes], FramedProtocol]] = deque()
+        self._index = 0  # position in the head batch
+        self._count = 0
+        self._bytes = 0
+        self._paused = False
+        self._waiters: Deque[Tuple[Deferred[Any], int]] = deque()
+        self._end: Optional[Exception] = None  # raised once the queue is empty
+        self._discard = False
+        # A DecodeError met by get_many() after it had items to return.
+        self._pending_error: Optional[DecodeError] = None
+
+    def __len__(self) -> int:
+        return self._count
+
+    @property
+    def queued_bytes(self) -> int:
+        """
+        Payload bytes waiting.
+        """
+        return self._bytes
+
+    @property
+    def paused(self) -> bool:
+        """
+        Whether reading is paused because the queue is full.
+        """
+        return self._paused
+
+    @property
+    def ended(self) -> Optional[Exception]:
+        """
+        The error C{recv()} raises once the queue is drained, or L{None}.
+        """
+        return self._end
+
+    def put(self, frames: List[bytes], connection: FramedProtocol) -> None:
+        """
+        Add the frames of one read.
+
+        @param frames: The payloads, in order.
+        @param connection: Where they came from.
+        """
+        if self._discard:
+            return
+        self._batches.append((frames, connection))
+        self._count += len(frames)
+        self._bytes += sum(map(len, frames))
+        if self._waiters:
+            self._serve()
+        if not self._paused and (
+            self._count > self.high_water or self._bytes > self.high_water_bytes
+        ):
+            self._paused = True
+            self._pause()
+
+    def _take(self) -> Tuple[bytes, FramedProtocol]:
+        frames, connection = self._batches[0]
+        index = self._index
+        payload = frames[index]
+        index += 1
+        if index == len(frames):
+            self._batches.popleft()
+            index = 0
+        self._index = index
+        self._count -= 1
+        self._bytes -= len(payload)
+        if self._paused and self._count <= self._low_water and self._bytes <= self._low_water_bytes:
+            self._paused = False
+            self._resume()
+        return payload, connection
+
+    def _render(self, payload: bytes, connection: FramedProtocol, mode: int) -> Any:
+        """
+        Build what C{recv()} returns; raise L{DecodeError} for a bad payload.
+        """
+        if mode == ITEM:
+            try:
+                return self._decode(payload)
+            except DecodeError as e:
+                e.address = connection.address
+                raise
+        if mode == RAW:
+            return payload
+        if mode == RAW_ADDR:
+            return (payload, connection.address)
+        try:
+            return (self._decode(payload), connection.address)
+        except DecodeError as e:
+            e.address = connection.address
+            raise
+
+    def _next(self, mode: int) -> Any:
+        """
+        Take and render the next item, skipping bad payloads if a hook is
+        set.  The caller checks C{self._count}.
+
+        @raise _Empty: If only bad payloads were left.
+        """
+        while True:
+            payload, connection = self._take()
+            try:
+                return self._render(payload, connection, mode)
+            except DecodeError as e:
+                self.log.warn("{error}", error=str(e))
+                if self.on_decode_error is None:
+                    raise
+                try:
+                    self.on_decode_error(e)
+                except Exception:
+                    self.log.failure("Unhandled error in on_decode_error")
+                if not self._count:
+                    raise _Empty()
+
+    def get(self, mode: int = ITEM) -> Deferred[Any]:
+        """
+        Take the next item.
+
+        @param mode: What to return (see L{recv_mode}).
+        @return: A Deferred firing with it; already fired when an item was
+            waiting.  Cancelling it withdraws the request, losing nothing.
+        """
+        if self._pending_error is not None and not self._waiters:
+            error, self._pending_error = self._pending_error, None
+            return Deferred.fromFailure(Failure(error))  # type: ignore[arg-type]
+        if self._count and not self._waiters:
+            try:
+                return succeed(self._next(mode))
+            except DecodeError as e:
+                return Deferred.fromFailure(Failure(e))  # type: ignore[arg-type]
+            except _Empty:
+                pass
+        if self._end is not None and not self._count:
+            return Deferred.fromFailure(Failure(self._end))  # type: ignore[arg-type]
+        entry: Tuple[Deferred[Any], int]
+
+        def cancel(d: Deferred[Any]) -> None:
+            try:
+                self._waiters.remove(entry)
+            except ValueError:
+                pass
+
+        d: Deferred[Any] = Deferred(cancel)
+        entry = (d, mode)
+        self._waiters.append(entry)
+        return d
+
+    def get_nowait(self, mode: int = ITEM) -> Any:
+        """
+        Take the next item if one is waiting.
+
+        @param mode: What to return (see L{recv_mode}).
+        @return: The item.
+        @raise IndexError: If none is waiting (or C{recv()} calls are).
+        @raise DecodeError: If its payload is bad.
+        """
+        if self._pending_error is not None and not self._waiters:
+            error, self._pending_error = self._pending_error, None
+            raise error
+        if self._count and not self._waiters:
+            try:
+                return self._next(mode)
+            except _Empty:
+                pass
+        if self._end is not None and not self._count:
+            raise self._end
+        raise IndexError("no item waiting")
+
+    def get_many(self, mode: int = ITEM, max_items: Optional[int] = None) -> Deferred[List[Any]]:
+        """
+        Take every item waiting (at most C{max_items}), or wait for one.
+
+        @param mode: What to return (see L{recv_mode}).
+        @param max_items: The most items to return.
+        @return: A Deferred firing with a non-empty list.  A bad payload is
+            skipped and reported through C{on_decode_error} when set;
+            otherwise the items before it are returned and the next call
+            fails with its L{DecodeError}.
+        """
+        if not self._count or self._waiters or self._pending_error is not None:
+            return self.get(mode).addCallback(lambda item: [item])
+        items: List[Any] = []
+        limit = self._count if max_items is None else min(max_items, self._count)
+        decode = self._decode
+        while len(items) < limit and self._count:
+            if mode == RAW and self._index == 0 and len(self._batches[0][0]) <= limit - len(items):
+                # A whole batch of raw payloads moves over as it is.
+                frames, _ = self._batches.popleft()
+                self._count -= len(frames)
+                self._bytes -= sum(map(len, frames))
+                items.extend(frames)
+                if self._paused and self._count <= self._low_water and self._bytes <= self._low_water_bytes:
+                    self._paused = False
+                    self._resume()
+                continue
+            if mode == ITEM:
+                payload, connection = self._take()
+                try:
+                    items.append(decode(payload))
+                    continue
+                except DecodeError as e:
+                    e.address = connection.address
+                    error: DecodeError = e
+            else:
+                try:
+                    items.append(self._next(mode))
+                    continue
+                except _Empty:
+                    break
+                except DecodeError as e:
+                    error = e
+            self.log.warn("{error}", error=str(error))
+            if self.on_decode_error is not None:
+                try:
+                    self.on_decode_error(error)
+                except Exception:
+                    self.log.failure("Unhandled error in on_decode_error")
+                continue
+            if items:
+                self._pending_error = error
+                break
+            return Deferred.fromFailure(Failure(error))  # type: ignore[arg-type]
+        if not items:
+            return self.get_many(mode, max_items)
+        return succeed(items)
+
+    def _serve(self) -> None:
+        waiters = self._waiters
+        while waiters and self._count:
+            d, mode = waiters[0]
+            try:
+                item = self._next(mode)
+            except _Empty:
+                break
+            except DecodeError as e:
+                waiters.popleft()
+                d.errback(Failure(e))
+                continue
+            waiters.popleft()
+            d.callback(item)
+        if self._end is not None and not self._count:
+            self._fail_waiters(self._end)
+
+    def _fail_waiters(self, error: Exception) -> None:
+        while self._waiters:
+            d, _ = self._waiters.popleft()
+            d.errback(Failure(error))
+
+    def end(self, error: Exception) -> None:
+        """
+        No more items will arrive: once the queued ones are taken, C{recv()}
+        fails with C{error}.
+
+        @param error: Usually a L{ConnectionClosed}.
+        """
+        if self._end is None:
+            self._end = error
+        if not self._count:
+            self._fail_waiters(self._end)
+
+    def close(self, error: Exception) -> None:
+        """
+        Discard everything queued and fail every waiting and later
+        C{recv()} with C{error}.
+
+        @param error: Usually a L{ChannelClosed}.
+        """
+        self._discard = True
+        self._batches.clear()
+        self._count = self._bytes = self._index = 0
+        self._end = error
+        self._fail_waiters(error)
+
+
+class _Empty(Exception):
+    """
+    Only undecodable payloads were queued, and they were skipped.
+    """
+
+
+#: Errors that end C{async for}.
+END_OF_STREAM = (ConnectionClosed, ChannelClosed)
