@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Optional, Union
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -140,7 +140,7 @@ class Waiter(_SinglePeer):
         waits again (frame C{01 00}; a Rust barrier ignores it).
 
         @param timeout: Seconds before failing with L{TimeoutError}.
-        @return: A Deferred firing with L{None} on release; failing with
+        @return: A Deferred firing with C{None} on release; failing with
             L{ConnectionClosed} if the barrier goes away.
         """
         core = self._core

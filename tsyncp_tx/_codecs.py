@@ -11,6 +11,7 @@ from zope.interface import Attribute, Interface, implementer
 
 from ._errors import DecodeError, EncodeError
 
+_orjson: Any
 try:  # orjson writes the same bytes as the stdlib path below, faster.
     import orjson as _orjson
 except ImportError:  # pragma: no cover - depends on the environment
@@ -299,7 +300,7 @@ class BarrierCodec:
         Check a release payload.
 
         @param payload: The payload.
-        @return: L{None}.
+        @return: C{None}.
         @raise DecodeError: If the payload is not C{b"\\x00"}.
         """
         if payload != _RELEASE:

@@ -12,7 +12,7 @@ from collections import deque
 from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple, Union
 
 from twisted.application.internet import ClientService, backoffPolicy
-from twisted.internet.defer import CancelledError, Deferred, DeferredList, succeed
+from twisted.internet.defer import CancelledError, Deferred, DeferredList, fail, succeed
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IListeningPort, IStreamClientEndpoint
 from twisted.logger import Logger
@@ -52,7 +52,7 @@ def default_reactor(reactor: Any) -> Any:
     """
     The reactor to use: the one given, or the global one, imported now.
 
-    @param reactor: A reactor or L{None}.
+    @param reactor: A reactor or C{None}.
     @return: A reactor.
     """
     if reactor is None:
@@ -66,10 +66,10 @@ def retry_policy(retry: RetryLike) -> RetryPolicy:
     """
     Normalise a C{retry=} argument.
 
-    @param retry: L{None} (no retry), C{(interval, max_retries)} with
+    @param retry: C{None} (no retry), C{(interval, max_retries)} with
         C{max_retries=None} meaning forever, or a callable
         C{policy(attempt, failure)} returning the seconds to wait before the
-        next attempt or L{None} to give up.
+        next attempt or C{None} to give up.
     @return: A callable policy.
     @raise ValueError: If C{retry} is none of these.
     """
@@ -133,7 +133,8 @@ def _connect(
             return
         delay = policy(state["attempt"], failure)
         if delay is None:
-            result.errback(Failure(ConnectError(address, state["attempt"], failure.value)))
+            error = failure.value if failure.value is not None else Exception("connection failed")
+            result.errback(Failure(ConnectError(address, state["attempt"], error)))
         else:
             state["call"] = reactor.callLater(delay, attempt)
 
@@ -147,7 +148,7 @@ class ChannelCore:
 
     @ivar single: Whether the channel has exactly one peer.
     @ivar pool: The live connections.
-    @ivar queue: Received items, or L{None} for a send-only channel.
+    @ivar queue: Received items, or C{None} for a send-only channel.
     """
 
     log = Logger()
@@ -337,10 +338,10 @@ class ChannelCore:
         endpoint = client_endpoint(self.reactor, address)
         policy = retry_policy(retry)
         if not reconnect:
-            d = _connect(self.reactor, endpoint, self.pool.factory(), policy, address)
-            self._connecting = d
-            d.addCallback(lambda _: self)
-            return self._cancel_closes(d)
+            connecting = _connect(self.reactor, endpoint, self.pool.factory(), policy, address)
+            self._connecting = connecting
+            connecting.addCallback(lambda _: self)
+            return self._cancel_closes(connecting)
 
         # The first connection obeys retry=; later ones back off forever.
         initial = {"attempts": 0}
@@ -363,14 +364,15 @@ class ChannelCore:
                     return attempt
             return None
 
-        d = service.whenConnected(failAfterFailures=count_failures())
+        d: Deferred[Any] = service.whenConnected(failAfterFailures=count_failures())
         self._connecting = d
 
         def failed(failure: Failure) -> Failure:
             service.stopService()
             if failure.check(CancelledError):
                 return failure
-            return Failure(ConnectError(address, initial["attempts"] + 1, failure.value))
+            error = failure.value if failure.value is not None else Exception("connection failed")
+            return Failure(ConnectError(address, initial["attempts"] + 1, error))
 
         d.addCallbacks(lambda _: self, failed)
         return self._cancel_closes(d)
@@ -395,7 +397,7 @@ class ChannelCore:
             return listening_address(self.port)
         connection = self.peer or next(iter(self.pool.connections), None)
         if connection is not None and connection.transport is not None:
-            host = connection.transport.getHost()
+            host: Any = connection.transport.getHost()
             if hasattr(host, "host"):
                 return (host.host, host.port)
             return getattr(host, "name", None)
@@ -408,7 +410,7 @@ class ChannelCore:
         before the call count, so there is no race with early connections.
         """
         if self.closed:
-            return Deferred.fromFailure(Failure(ChannelClosed()))  # type: ignore[arg-type]
+            return fail(ChannelClosed())
         if n <= 0:
             return succeed(0)
         self._claimed += n
@@ -456,7 +458,7 @@ class ChannelCore:
             payload = self.encode(item, raw)
             header = self._header(payload)
         except (EncodeError, FrameTooLarge) as e:
-            return Deferred.fromFailure(Failure(e))  # type: ignore[arg-type]
+            return fail(e)
         peer = self.peer
         if peer is not None:
             waiting = peer.write_frame(header, payload)
@@ -472,13 +474,13 @@ class ChannelCore:
         try:
             payloads = [self.encode(item, raw) for item in items]
         except EncodeError as e:
-            return Deferred.fromFailure(Failure(e))  # type: ignore[arg-type]
+            return fail(e)
         peer = self.peer
         if peer is not None and not self._backlog:
             try:
                 waiting = peer.write_frames(payloads)
             except FrameTooLarge as e:
-                return Deferred.fromFailure(Failure(e))  # type: ignore[arg-type]
+                return fail(e)
             return succeed(None) if waiting is None else waiting
         sends = [self.send_one(p, None, raw=True) for p in payloads]
         return DeferredList(sends, fireOnOneErrback=True, consumeErrors=True).addCallbacks(
@@ -487,14 +489,14 @@ class ChannelCore:
 
     def _send_unconnected(self, header: bytes, payload: bytes, timeout: Optional[float]) -> Deferred[None]:
         if self.closed:
-            return Deferred.fromFailure(Failure(ChannelClosed()))  # type: ignore[arg-type]
+            return fail(ChannelClosed())
         if self._service is None:
             error = ConnectionClosed(self.last_peer_address or self.address)
-            return Deferred.fromFailure(Failure(error))  # type: ignore[arg-type]
+            return fail(error)
         size = len(header) + len(payload)
         if self._backlog and self._backlog_bytes + size > self.send_high_water:
             error2 = SendQueueFull(self.address, self._backlog_bytes, self.send_high_water)
-            return Deferred.fromFailure(Failure(error2))  # type: ignore[arg-type]
+            return fail(error2)
         entry: List[Any] = [header, payload, None]
 
         def cancel(_: Deferred[None]) -> None:
@@ -536,7 +538,7 @@ class ChannelCore:
         try:
             payload = self.encode(item, raw)
         except EncodeError as e:
-            return Deferred.fromFailure(Failure(e))  # type: ignore[arg-type]
+            return fail(e)
         targets: Optional[List[FramedProtocol]] = None
         if to is not None:
             get = self.pool.get
@@ -547,7 +549,7 @@ class ChannelCore:
         try:
             d = self.pool.broadcast(payload, targets)
         except FrameTooLarge as e:
-            return Deferred.fromFailure(Failure(e))  # type: ignore[arg-type]
+            return fail(e)
         return add_timeout(d, timeout, self.reactor, "send")
 
     # Closing
@@ -558,7 +560,12 @@ class ChannelCore:
         """
         if self._close_d is not None:
             d: Deferred[None] = Deferred()
-            self._close_d.addBoth(lambda r: d.callback(None) or r)
+
+            def done(result: Any) -> Any:
+                d.callback(None)
+                return result
+
+            self._close_d.addBoth(done)
             return d
         self.closed = True
         error = ChannelClosed()

@@ -130,14 +130,14 @@ class ConnectionClosed(TsyncpError):
     The connection to the peer is gone.
 
     @ivar address: The peer's address.
-    @ivar reason: The underlying failure's exception, or L{None} after a
+    @ivar reason: The underlying failure's exception, or C{None} after a
         clean close.
     """
 
     def __init__(self, address: Any, reason: Optional[BaseException] = None) -> None:
         """
         @param address: The peer's address.
-        @param reason: Why the connection ended, or L{None} for a clean close.
+        @param reason: Why the connection ended, or C{None} for a clean close.
         """
         super().__init__(address, reason)
         self.address = address
@@ -152,7 +152,7 @@ class ConnectionClosed(TsyncpError):
 
 class ChannelClosed(TsyncpError):
     """
-    The channel was closed locally with L{close()}; it sends and receives no
+    The channel was closed locally with C{close()}; it sends and receives no
     more.
     """
 

@@ -40,7 +40,7 @@ class StreamPool:
     connection when it ends.  A framing error on one connection closes only
     that one.
 
-    @ivar limit: The most connections kept at once, or L{None}.
+    @ivar limit: The most connections kept at once, or C{None}.
     """
 
     log = Logger()
@@ -62,7 +62,7 @@ class StreamPool:
     ) -> None:
         """
         @param deliver: Called with C{(payloads, connection)} for the frames
-            of each read; L{None} makes the pool refuse incoming frames (a
+            of each read; C{None} makes the pool refuse incoming frames (a
             send-only endpoint), closing the connection that sends one.
         @param limit: The most connections kept at once; one more is closed
             at once with a logged reason.
@@ -249,7 +249,7 @@ class StreamPool:
         Look a connection up by its peer address.
 
         @param address: The address.
-        @return: The connection, or L{None}.
+        @return: The connection, or C{None}.
         """
         return self._connections.get(address)
 
@@ -352,7 +352,7 @@ def _count_written(count: int, pending: List[Deferred[None]]) -> Deferred[int]:
     Combine per-connection write Deferreds into one firing with the number
     written; the first error other than a lost connection fails it.
     """
-    state = {"count": count, "left": len(pending), "error": None}
+    state: Dict[str, Any] = {"count": count, "left": len(pending), "error": None}
 
     def cancel(_: Deferred[int]) -> None:
         for waiting in pending:
@@ -365,13 +365,13 @@ def _count_written(count: int, pending: List[Deferred[None]]) -> Deferred[int]:
             if not outcome.check(ConnectionClosed) and state["error"] is None:
                 state["error"] = outcome
         else:
-            state["count"] += 1  # type: ignore[operator]
-        state["left"] -= 1  # type: ignore[operator]
+            state["count"] += 1
+        state["left"] -= 1
         if state["left"] == 0 and not result.called:
             if state["error"] is not None:
                 result.errback(state["error"])
             else:
-                result.callback(state["count"])  # type: ignore[arg-type]
+                result.callback(state["count"])
 
     for waiting in pending:
         waiting.addBoth(settled)

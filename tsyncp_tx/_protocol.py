@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Callable, Deque, List, Optional, Sequence
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IAddress, IPushProducer
 from twisted.internet.protocol import Protocol
@@ -61,7 +61,7 @@ class IFrameSink(Interface):
         A connection this sink kept is gone.
 
         @param connection: The connection.
-        @param reason: Why it ended (L{ConnectionDone} for a clean close).
+        @param reason: Why it ended (C{ConnectionDone} for a clean close).
         """
 
 
@@ -112,7 +112,7 @@ class FramedProtocol(Protocol):
     queue and their Deferreds fire once they are handed to the transport.
 
     @ivar address: The peer's address (see L{address_key}).
-    @ivar sink: The owner, or L{None}.
+    @ivar sink: The owner, or C{None}.
     """
 
     log = Logger()
@@ -132,9 +132,9 @@ class FramedProtocol(Protocol):
         @param nodelay: Set C{TCP_NODELAY} on TCP connections.
         @param read_size: Bytes read from the socket per read (Twisted's
             C{bufferSize}, also the write buffer size beyond which the
-            protocol is paused); L{None} keeps Twisted's 64 KiB.
+            protocol is paused); C{None} keeps Twisted's 64 KiB.
         @param send_limit: Bytes handed to the socket per reactor turn
-            (Twisted's C{SEND_LIMIT}); L{None} keeps Twisted's 128 KiB.
+            (Twisted's C{SEND_LIMIT}); C{None} keeps Twisted's 128 KiB.
         @param send_high_water: Bytes of frames that may wait while the
             transport is paused before C{send_frame} refuses.
         """
@@ -179,7 +179,7 @@ class FramedProtocol(Protocol):
                 transport.bufferSize = self.read_size
         if self.send_limit is not None and hasattr(raw, "SEND_LIMIT"):
             raw.SEND_LIMIT = self.send_limit
-        transport.registerProducer(self, True)
+        transport.registerProducer(self, True)  # type: ignore[attr-defined]
         if self.sink is not None:
             if self.sink.connection_made(self):
                 self.kept = True
@@ -248,7 +248,7 @@ class FramedProtocol(Protocol):
     @property
     def disconnected_reason(self) -> Optional[Failure]:
         """
-        Why the connection ended, or L{None} while it is up.
+        Why the connection ended, or C{None} while it is up.
         """
         return self._closed
 
@@ -272,7 +272,7 @@ class FramedProtocol(Protocol):
         transport = self.transport
         assert transport is not None
         # A paused streaming producer would keep a closing transport open.
-        transport.unregisterProducer()
+        transport.unregisterProducer()  # type: ignore[attr-defined]
         transport.loseConnection()
 
     def abort(self) -> None:
@@ -306,7 +306,7 @@ class FramedProtocol(Protocol):
         @param payload: The payload.
         @param joined: C{header + payload}, when the caller has it (a
             broadcast joins once for all connections).
-        @return: L{None} if the frame was handed to the transport now, or a
+        @return: C{None} if the frame was handed to the transport now, or a
             Deferred firing when it is (failing with L{ConnectionClosed} if
             the connection ends first, with L{SendQueueFull} at once if the
             queue is full).  Cancelling it removes the unsent frame.
@@ -325,19 +325,15 @@ class FramedProtocol(Protocol):
     def _enqueue(self, header: bytes, payload: bytes, joined: Optional[bytes]) -> Deferred[None]:
         if self._closed is not None or not self.connected_ or self._closing:
             reason = self._closed
-            return Deferred.fromFailure(  # type: ignore[arg-type]
-                Failure(
-                    ConnectionClosed(
-                        self.address,
-                        None if reason is None or reason.check(ConnectionDone) else reason.value,
-                    )
+            return fail(
+                ConnectionClosed(
+                    self.address,
+                    None if reason is None or reason.check(ConnectionDone) else reason.value,
                 )
             )
         size = len(header) + len(payload)
         if self._queue and self._queued_bytes + size > self.send_high_water:
-            return Deferred.fromFailure(  # type: ignore[arg-type]
-                Failure(SendQueueFull(self.address, self._queued_bytes, self.send_high_water))
-            )
+            return fail(SendQueueFull(self.address, self._queued_bytes, self.send_high_water))
         entry: List[Any] = [joined if joined is not None else (header, payload), size, None]
 
         def cancel(d: Deferred[None]) -> None:
@@ -377,7 +373,7 @@ class FramedProtocol(Protocol):
         the transport is not paused.
 
         @param payloads: The payloads, in order.
-        @return: L{None} if all were handed to the transport now, or a
+        @return: C{None} if all were handed to the transport now, or a
             Deferred firing when the last one is.
         @raise FrameTooLarge: If any payload exceeds C{max_frame_length};
             nothing is sent.

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Callable, Deque, List, Optional, Tuple
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -40,7 +40,7 @@ def add_timeout(d: Deferred[Any], timeout: Optional[float], clock: Any, operatio
     seconds.
 
     @param d: The Deferred.
-    @param timeout: Seconds, or L{None} for no timeout.
+    @param timeout: Seconds, or C{None} for no timeout.
     @param clock: The reactor.
     @param operation: The operation's name, for the error.
     @return: C{d}.
@@ -128,7 +128,7 @@ class ReceiveQueue:
     @property
     def ended(self) -> Optional[Exception]:
         """
-        The error C{recv()} raises once the queue is drained, or L{None}.
+        The error C{recv()} raises once the queue is drained, or C{None}.
         """
         return self._end
 
@@ -220,16 +220,16 @@ class ReceiveQueue:
         """
         if self._pending_error is not None and not self._waiters:
             error, self._pending_error = self._pending_error, None
-            return Deferred.fromFailure(Failure(error))  # type: ignore[arg-type]
+            return fail(error)
         if self._count and not self._waiters:
             try:
                 return succeed(self._next(mode))
             except DecodeError as e:
-                return Deferred.fromFailure(Failure(e))  # type: ignore[arg-type]
+                return fail(e)
             except _Empty:
                 pass
         if self._end is not None and not self._count:
-            return Deferred.fromFailure(Failure(self._end))  # type: ignore[arg-type]
+            return fail(self._end)
         entry: Tuple[Deferred[Any], int]
 
         def cancel(d: Deferred[Any]) -> None:
@@ -317,7 +317,7 @@ class ReceiveQueue:
             if items:
                 self._pending_error = error
                 break
-            return Deferred.fromFailure(Failure(error))  # type: ignore[arg-type]
+            return fail(error)
         if not items:
             return self.get_many(mode, max_items)
         return succeed(items)

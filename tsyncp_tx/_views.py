@@ -108,7 +108,7 @@ class _SinglePeer(_View):
     def peer_address(self) -> Optional[Address]:
         """
         The peer's address while connected (the last peer's afterwards), or
-        L{None} before any peer connected.
+        C{None} before any peer connected.
         """
         return self._core.last_peer_address
 
@@ -389,8 +389,8 @@ def open_listening(
     @param single: Exactly one peer.
     @param receives: Keep a receive queue.
     @param accept: Peers to wait for before firing (C{"limit"}: C{limit}).
-    @param codec: The codec (L{None}: L{JsonCodec}).
-    @param reactor: The reactor (L{None}: the global one).
+    @param codec: The codec (C{None}: L{JsonCodec}).
+    @param reactor: The reactor (C{None}: the global one).
     @param options: Further keyword options, checked here.
     @return: A Deferred firing with the view.
     """
@@ -426,8 +426,8 @@ def open_connected(
     @param receives: Keep a receive queue.
     @param retry: The retry policy for the first connection.
     @param reconnect: Reconnect after losses, with backoff.
-    @param codec: The codec (L{None}: L{JsonCodec}).
-    @param reactor: The reactor (L{None}: the global one).
+    @param codec: The codec (C{None}: L{JsonCodec}).
+    @param reactor: The reactor (C{None}: the global one).
     @param options: Further keyword options, checked here
         (C{reconnect_policy} besides L{CONNECTION_OPTIONS}).
     @return: A Deferred firing with the view.

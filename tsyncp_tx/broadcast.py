@@ -46,7 +46,7 @@ def sender_on(
     @param codec: The codec (default JSON).
     @param reactor: The reactor (default: the global one).
     @param options: Connection options (see L{tsyncp_tx.channel.channel_on}).
-    @return: A Deferred firing with the L{Sender}.
+    @return: A Deferred firing with the C{Sender}.
     """
     options.update(
         limit=limit, accept_filter=accept_filter, on_accept=on_accept,
@@ -78,7 +78,7 @@ def receiver_to(
     @param codec: The codec (default JSON).
     @param reactor: The reactor (default: the global one).
     @param options: Connection options (see L{tsyncp_tx.channel.channel_to}).
-    @return: A Deferred firing with the L{Receiver}.
+    @return: A Deferred firing with the C{Receiver}.
     """
     return open_connected(
         Receiver, address, receives=True, retry=retry, reconnect=reconnect,

@@ -38,7 +38,7 @@ def receiver_on(
     @param codec: The codec (default JSON).
     @param reactor: The reactor (default: the global one).
     @param options: Connection options (see L{tsyncp_tx.channel.channel_on}).
-    @return: A Deferred firing with the L{Receiver}.
+    @return: A Deferred firing with the C{Receiver}.
     """
     options.update(
         limit=limit, accept_filter=accept_filter, on_accept=on_accept, on_disconnect=on_disconnect
@@ -68,7 +68,7 @@ def sender_to(
     @param codec: The codec (default JSON).
     @param reactor: The reactor (default: the global one).
     @param options: Connection options (see L{tsyncp_tx.channel.channel_to}).
-    @return: A Deferred firing with the L{Sender}.
+    @return: A Deferred firing with the C{Sender}.
     """
     return open_connected(
         Sender, address, receives=False, retry=retry, reconnect=reconnect,

@@ -28,7 +28,7 @@ def sender_on(
     @param codec: The codec (default JSON).
     @param reactor: The reactor (default: the global one).
     @param options: Connection options (see L{tsyncp_tx.channel.channel_on}).
-    @return: A Deferred firing with the L{Sender}.
+    @return: A Deferred firing with the C{Sender}.
     """
     return open_listening(
         Sender, address, single=True, receives=False, accept=accept,
@@ -48,7 +48,7 @@ def receiver_on(
     @param codec: The codec (default JSON).
     @param reactor: The reactor (default: the global one).
     @param options: Connection options (see L{tsyncp_tx.channel.channel_on}).
-    @return: A Deferred firing with the L{Receiver}.
+    @return: A Deferred firing with the C{Receiver}.
     """
     return open_listening(
         Receiver, address, single=True, receives=True, accept=accept,
@@ -74,7 +74,7 @@ def sender_to(
     @param codec: The codec (default JSON).
     @param reactor: The reactor (default: the global one).
     @param options: Connection options (see L{tsyncp_tx.channel.channel_to}).
-    @return: A Deferred firing with the L{Sender}.
+    @return: A Deferred firing with the C{Sender}.
     """
     return open_connected(
         Sender, address, receives=False, retry=retry, reconnect=reconnect,
@@ -100,7 +100,7 @@ def receiver_to(
     @param codec: The codec (default JSON).
     @param reactor: The reactor (default: the global one).
     @param options: Connection options (see L{tsyncp_tx.channel.channel_to}).
-    @return: A Deferred firing with the L{Receiver}.
+    @return: A Deferred firing with the C{Receiver}.
     """
     return open_connected(
         Receiver, address, receives=True, retry=retry, reconnect=reconnect,
