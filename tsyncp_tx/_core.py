@@ -226,7 +226,8 @@ class ChannelCore:
         self._backlog_bytes = 0
         self._had_peer = False
         self.closed = False
-        self._close_d: Optional[Deferred[None]] = None
+        self._close_done = False
+        self._close_waiters: List[Deferred[None]] = []
         self._warned_send_only: set = set()
 
     # Connections
@@ -448,7 +449,12 @@ class ChannelCore:
             if type(item) is not bytes:
                 raise EncodeError("raw", f"raw=True needs bytes, got {type(item).__name__}", item)
             return item
-        return self._encode(item)
+        try:
+            return self._encode(item)  # type: ignore[no-any-return]
+        except EncodeError:
+            raise
+        except Exception as e:  # a user codec's own exception type
+            raise EncodeError(getattr(self.codec, "name", repr(self.codec)), str(e) or repr(e), item) from e
 
     def send_one(self, item: Any, timeout: Optional[float], raw: bool = False) -> Deferred[None]:
         """
@@ -460,7 +466,7 @@ class ChannelCore:
         except (EncodeError, FrameTooLarge) as e:
             return fail(e)
         peer = self.peer
-        if peer is not None:
+        if peer is not None and not self.closed:
             waiting = peer.write_frame(header, payload)
             if waiting is None:
                 return succeed(None)
@@ -476,7 +482,7 @@ class ChannelCore:
         except EncodeError as e:
             return fail(e)
         peer = self.peer
-        if peer is not None and not self._backlog:
+        if peer is not None and not self._backlog and not self.closed:
             try:
                 waiting = peer.write_frames(payloads)
             except FrameTooLarge as e:
@@ -535,6 +541,8 @@ class ChannelCore:
         """
         Send to every peer, or those in C{to}, or those C{where} accepts.
         """
+        if self.closed:
+            return fail(ChannelClosed())
         try:
             payload = self.encode(item, raw)
         except EncodeError as e:
@@ -558,28 +566,28 @@ class ChannelCore:
         """
         Stop listening or connecting, flush, close every connection.
         """
-        if self._close_d is not None:
-            d: Deferred[None] = Deferred()
-
-            def done(result: Any) -> Any:
+        d: Deferred[None] = Deferred()
+        if self.closed:
+            # Also reached re-entrantly, from the cancellation below.
+            if self._close_done:
                 d.callback(None)
-                return result
-
-            self._close_d.addBoth(done)
+            else:
+                self._close_waiters.append(d)
             return d
         self.closed = True
-        error = ChannelClosed()
+        self._close_waiters.append(d)
         if self.queue is not None:
-            self.queue.close(error)
+            self.queue.close(ChannelClosed())
         backlog, self._backlog = self._backlog, deque()
+        self._backlog_bytes = 0
         for _, _, waiting in backlog:
             waiting.errback(Failure(ChannelClosed("channel closed before reconnecting")))
         waiters, self._accept_waiters = self._accept_waiters, []
         for _, waiting, _ in waiters:
             waiting.errback(Failure(ChannelClosed()))
-        steps: List[Deferred[Any]] = []
         if self._connecting is not None and not self._connecting.called:
             self._connecting.cancel()
+        steps: List[Deferred[Any]] = []
         if self.port is not None:
             steps.append(self.port.stopListening() or succeed(None))  # type: ignore[arg-type]
         closing = self.pool.close()
@@ -587,8 +595,15 @@ class ChannelCore:
             service = self._service
             closing.addCallback(lambda _: service.stopService())
         steps.append(closing)
-        self._close_d = DeferredList(steps, consumeErrors=True).addCallback(lambda _: None)
-        return self.close()
+
+        def finished(_: Any) -> None:
+            self._close_done = True
+            waiters, self._close_waiters = self._close_waiters, []
+            for waiting in waiters:
+                waiting.callback(None)
+
+        DeferredList(steps, consumeErrors=True).addCallback(finished)
+        return d
 
 
 _default_backoff = backoffPolicy(initialDelay=0.1, maxDelay=10.0, factor=1.5, jitter=lambda: 0.0)

@@ -172,21 +172,19 @@ class ReceiveQueue:
         """
         Build what C{recv()} returns; raise L{DecodeError} for a bad payload.
         """
-        if mode == ITEM:
-            try:
-                return self._decode(payload)
-            except DecodeError as e:
-                e.address = connection.address
-                raise
         if mode == RAW:
             return payload
         if mode == RAW_ADDR:
             return (payload, connection.address)
         try:
-            return (self._decode(payload), connection.address)
+            item = self._decode(payload)
         except DecodeError as e:
             e.address = connection.address
             raise
+        except Exception as e:  # a user codec's own exception type
+            name = getattr(self._codec, "name", repr(self._codec))
+            raise DecodeError(name, str(e) or repr(e), bytes(payload), connection.address) from e
+        return item if mode == ITEM else (item, connection.address)
 
     def _next(self, mode: int) -> Any:
         """
@@ -296,9 +294,12 @@ class ReceiveQueue:
                 try:
                     items.append(decode(payload))
                     continue
-                except DecodeError as e:
-                    e.address = connection.address
-                    error: DecodeError = e
+                except Exception:
+                    try:
+                        self._render(payload, connection, mode)
+                        continue  # pragma: no cover - decode is deterministic
+                    except DecodeError as e:
+                        error: DecodeError = e
             else:
                 try:
                     items.append(self._next(mode))
