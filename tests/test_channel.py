@@ -1,0 +1,951 @@
+"""
+Tests for L{tsyncp_tx.channel} over real loopback TCP (and a UNIX socket),
+including the receiving API shared by every receiver, C{retry=} and
+C{close()}.
+
+The module-level helpers at the top are shared with the other primitive
+test modules (C{test_multi_channel}, C{test_mpsc}, C{test_broadcast},
+C{test_spsc}, C{test_barrier}, C{test_children}).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+import time
+from typing import Any, Callable, Coroutine, List, Optional, Tuple
+
+from twisted.internet import reactor as global_reactor
+from twisted.internet.defer import CancelledError, Deferred, gatherResults
+from twisted.internet.endpoints import (
+    TCP4ClientEndpoint,
+    TCP4ServerEndpoint,
+    connectProtocol,
+)
+from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
+from twisted.python.failure import Failure
+from twisted.trial.unittest import TestCase
+from zope.interface import implementer
+
+from tsyncp_tx import channel
+from tsyncp_tx.codecs import CborCodec, ICodec, JsonCodec
+from tsyncp_tx.errors import ChannelClosed, ConnectError, ConnectionClosed
+
+from ._util import LOOPBACK, as_deferred, eventually, sleep
+
+# Shared helpers
+
+
+def free_port() -> int:
+    """
+    A TCP port on 127.0.0.1 that nothing listens on right now (bound and
+    released at once, so a connection to it is refused).
+
+    @return: The port number.
+    """
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # type: ignore[no-any-return]
+    finally:
+        s.close()
+
+
+def short_temp_dir(test: TestCase) -> str:
+    """
+    A temporary directory with a short path (UNIX socket paths are limited
+    to about 100 bytes, which trial's own temp directory may exceed),
+    removed after the test.
+
+    @param test: The test that owns it.
+    @return: Its path.
+    """
+    path = tempfile.mkdtemp(prefix="tx", dir="/tmp")
+    test.addCleanup(shutil.rmtree, path, True)
+    return path
+
+
+def capture_logs(test: TestCase) -> List[str]:
+    """
+    Collect the text of every log event emitted during C{test}.
+
+    @param test: The test; the observer is removed when it ends.
+    @return: The list the formatted events are appended to.
+    """
+    texts: List[str] = []
+
+    @implementer(ILogObserver)
+    def observe(event: LogEvent) -> None:
+        texts.append(formatEvent(event) or "")
+
+    globalLogPublisher.addObserver(observe)
+    test.addCleanup(globalLogPublisher.removeObserver, observe)
+    return texts
+
+
+def logged(texts: List[str], *fragments: str) -> bool:
+    """
+    Whether one logged text contains every fragment.
+
+    @param texts: From L{capture_logs}.
+    @param fragments: Substrings expected together in one event.
+    @return: C{True} if some event contains them all.
+    """
+    return any(all(f in text for f in fragments) for text in texts)
+
+
+@implementer(ICodec)
+class CountingCodec:
+    """
+    A JSON codec that counts its C{encode} and C{decode} calls.
+
+    @ivar encoded: The number of C{encode} calls.
+    @ivar decoded: The number of C{decode} calls.
+    """
+
+    name = "counting-json"
+
+    def __init__(self) -> None:
+        self._inner = JsonCodec()
+        self.encoded = 0
+        self.decoded = 0
+
+    def encode(self, obj: Any) -> bytes:
+        """
+        Encode as JSON, counting.
+
+        @param obj: The item.
+        @return: Its JSON bytes.
+        """
+        self.encoded += 1
+        return self._inner.encode(obj)
+
+    def decode(self, payload: bytes) -> Any:
+        """
+        Decode JSON, counting.
+
+        @param payload: JSON bytes.
+        @return: The item.
+        """
+        self.decoded += 1
+        return self._inner.decode(payload)
+
+
+@implementer(IStreamServerEndpoint)
+class RecordingServerEndpoint:
+    """
+    A loopback TCP server endpoint on a free port that reports its port as
+    soon as it listens, so a test can connect to a constructor that waits
+    for its peers before firing.
+
+    @ivar listening: Fires with the port number once listening.
+    """
+
+    def __init__(self, reactor: Any = None) -> None:
+        self._reactor = reactor if reactor is not None else global_reactor
+        self.listening: Deferred[int] = Deferred()
+        self.port: Optional[IListeningPort] = None
+
+    def listen(self, factory: Factory) -> Deferred[IListeningPort]:
+        """
+        Listen on 127.0.0.1, port 0.
+
+        @param factory: The protocol factory.
+        @return: A Deferred firing with the listening port.
+        """
+
+        def got(port: IListeningPort) -> IListeningPort:
+            self.port = port
+            self.listening.callback(port.getHost().port)  # type: ignore[attr-defined]
+            return port
+
+        inner = TCP4ServerEndpoint(self._reactor, 0, interface="127.0.0.1")
+        return inner.listen(factory).addCallback(got)
+
+
+class RawClient(Protocol):
+    """
+    A plain TCP client recording every byte it receives.
+
+    @ivar data: The bytes received so far.
+    @ivar lost: Fires with the reason once the connection ends.
+    """
+
+    def __init__(self) -> None:
+        self.data = b""
+        self.lost: Deferred[Failure] = Deferred()
+
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Record C{data}.
+
+        @param data: Received bytes.
+        """
+        self.data += data
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
+        """
+        Fire L{lost}.
+
+        @param reason: Why it ended.
+        """
+        self.lost.callback(reason)
+
+
+async def connect_raw(test: TestCase, port: int) -> RawClient:
+    """
+    Connect a L{RawClient} to 127.0.0.1:C{port}, closed after the test.
+
+    @param test: The owning test.
+    @param port: The port.
+    @return: The connected client.
+    """
+    client = RawClient()
+    await connectProtocol(TCP4ClientEndpoint(global_reactor, "127.0.0.1", port), client)
+
+    async def close() -> None:
+        if not client.lost.called:
+            client.transport.loseConnection()  # type: ignore[union-attr]
+            await client.lost
+
+    test.addCleanup(lambda: Deferred.fromCoroutine(close()))
+    return client
+
+
+def port_of(obj: Any) -> int:
+    """
+    The TCP port of a listening channel object.
+
+    @param obj: The channel object.
+    @return: Its port.
+    """
+    address = obj.local_address
+    assert isinstance(address, tuple), address
+    return address[1]  # type: ignore[no-any-return]
+
+
+def run(coroutine: Coroutine[Any, Any, Any]) -> Deferred[Any]:
+    """
+    Start a coroutine now, as a Deferred.
+
+    @param coroutine: The coroutine.
+    @return: Its Deferred.
+    """
+    return Deferred.fromCoroutine(coroutine)
+
+
+async def connected_pair(test: TestCase, **options: Any) -> Tuple[channel.Channel, channel.Channel]:
+    """
+    A listening channel and a channel connected to it, both closed after
+    the test.
+
+    @param test: The owning test.
+    @param options: Passed to both constructors.
+    @return: C{(listening side, connecting side)}.
+    """
+    server = await channel.channel_on(LOOPBACK, accept=0, **options)
+    test.addCleanup(server.close)
+    accepted = server.accept()
+    client = await channel.channel_to(server.local_address, **options)
+    test.addCleanup(client.close)
+    await accepted
+    return server, client
+
+
+# Tests
+
+
+class ConstructorTests(TestCase):
+    """
+    C{channel_on} and C{channel_to}: readiness, addresses, codec, reactor.
+    """
+
+    timeout = 30
+
+    @as_deferred
+    async def test_channel_on_waits_for_peer(self) -> None:
+        """
+        By default C{channel_on} fires only once its peer has connected.
+        """
+        endpoint = RecordingServerEndpoint()
+        d = channel.channel_on(endpoint)
+        port = await endpoint.listening
+        await sleep(0.05)
+        self.assertFalse(d.called)
+        client = await channel.channel_to(("127.0.0.1", port))
+        self.addCleanup(client.close)
+        server = await d
+        self.addCleanup(server.close)
+        self.assertIsInstance(server, channel.Channel)
+        self.assertTrue(server.connected)
+        await client.send("hi")
+        self.assertEqual(await server.recv(), "hi")
+
+    @as_deferred
+    async def test_accept_zero_then_accept(self) -> None:
+        """
+        With C{accept=0} the channel fires as soon as it listens, with a
+        real C{(host, port)} C{local_address}; C{accept()} then waits for
+        the peer and fires with 1.
+        """
+        server = await channel.channel_on(LOOPBACK, accept=0)
+        self.addCleanup(server.close)
+        host, port = server.local_address
+        self.assertEqual(host, "127.0.0.1")
+        self.assertGreater(port, 0)
+        self.assertFalse(server.connected)
+        self.assertIsNone(server.peer_address)
+        accepted = server.accept()
+        await sleep(0.05)
+        self.assertFalse(accepted.called)
+        client = await channel.channel_to(f"127.0.0.1:{port}")
+        self.addCleanup(client.close)
+        self.assertEqual(await accepted, 1)
+        await client.send({"n": 1})
+        await server.send({"n": 2})
+        self.assertEqual(await server.recv(), {"n": 1})
+        self.assertEqual(await client.recv(), {"n": 2})
+
+    @as_deferred
+    async def test_accept_after_peer_connected(self) -> None:
+        """
+        A peer that connected before C{accept()} was called counts: the
+        Deferred fires at once.
+        """
+        server = await channel.channel_on(LOOPBACK, accept=0)
+        self.addCleanup(server.close)
+        client = await channel.channel_to(server.local_address)
+        self.addCleanup(client.close)
+        await eventually(lambda: server.connected)
+        accepted = server.accept()
+        self.assertTrue(accepted.called)
+        self.assertEqual(await accepted, 1)
+        await server.send("after")
+        self.assertEqual(await client.recv(), "after")
+
+    @as_deferred
+    async def test_codec_and_explicit_reactor(self) -> None:
+        """
+        C{codec=} is used on both sides and C{reactor=} accepts the reactor
+        given explicitly.
+        """
+        server, client = await connected_pair(self, codec=CborCodec(), reactor=global_reactor)
+        await client.send({"b": b"\x00\xff", "n": [1, 2.5]})
+        self.assertEqual(await server.recv(), {"b": b"\x00\xff", "n": [1, 2.5]})
+        await client.send({"k": 1})
+        import cbor2
+
+        self.assertEqual(await server.recv(raw=True), cbor2.dumps({"k": 1}))
+
+    @as_deferred
+    async def test_addresses(self) -> None:
+        """
+        C{local_address} and C{peer_address} are C{(host, port)} tuples that
+        match across the connection.
+        """
+        server, client = await connected_pair(self)
+        self.assertEqual(client.peer_address, server.local_address)
+        self.assertEqual(server.peer_address, client.local_address)
+        self.assertEqual(client.local_address[0], "127.0.0.1")
+        self.assertIsInstance(client.local_address[1], int)
+        self.assertNotEqual(client.local_address[1], server.local_address[1])
+        self.assertTrue(client.connected)
+        self.assertIn(str(server.local_address[1]), repr(server))
+
+    @as_deferred
+    async def test_unknown_option_refused(self) -> None:
+        """
+        A misspelt option is a C{TypeError} naming it, raised at once.
+        """
+        error = self.assertRaises(TypeError, channel.channel_on, LOOPBACK, acept=0)
+        self.assertIn("acept", str(error))
+        error = self.assertRaises(TypeError, channel.channel_to, 1, nodelai=True)
+        self.assertIn("nodelai", str(error))
+
+
+class AddressFormTests(TestCase):
+    """
+    Every address form, on both sides.
+    """
+
+    timeout = 30
+
+    async def exchange(self, listen_at: Any, connect_to: Callable[[Any], Any]) -> Tuple[Any, Any]:
+        """
+        Listen at C{listen_at}, connect to C{connect_to(local_address)},
+        exchange one item each way.
+        """
+        server = await channel.channel_on(listen_at, accept=0)
+        self.addCleanup(server.close)
+        accepted = server.accept()
+        client = await channel.channel_to(connect_to(server.local_address))
+        self.addCleanup(client.close)
+        await accepted
+        await client.send(["up", listen_at if isinstance(listen_at, (str, int)) else "ep"])
+        await server.send("down")
+        self.assertEqual((await server.recv())[0], "up")
+        self.assertEqual(await client.recv(), "down")
+        return server, client
+
+    @as_deferred
+    async def test_host_port_string(self) -> None:
+        """
+        C{"host:port"} on both sides.
+        """
+        server, _ = await self.exchange("127.0.0.1:0", lambda a: f"{a[0]}:{a[1]}")
+        self.assertEqual(server.local_address[0], "127.0.0.1")
+
+    @as_deferred
+    async def test_tuple(self) -> None:
+        """
+        C{(host, port)} on both sides.
+        """
+        await self.exchange(("127.0.0.1", 0), lambda a: (a[0], a[1]))
+
+    @as_deferred
+    async def test_int_port(self) -> None:
+        """
+        A bare port listens on 127.0.0.1 (and connects there).
+        """
+        server, _ = await self.exchange(0, lambda a: a[1])
+        self.assertEqual(server.local_address[0], "127.0.0.1")
+
+    @as_deferred
+    async def test_descriptions(self) -> None:
+        """
+        Twisted endpoint descriptions on both sides.
+        """
+        await self.exchange(LOOPBACK, lambda a: f"tcp:host=127.0.0.1:port={a[1]}")
+
+    @as_deferred
+    async def test_endpoint_objects(self) -> None:
+        """
+        Endpoint objects on both sides.
+        """
+        await self.exchange(
+            TCP4ServerEndpoint(global_reactor, 0, interface="127.0.0.1"),
+            lambda a: TCP4ClientEndpoint(global_reactor, "127.0.0.1", a[1]),
+        )
+
+    @as_deferred
+    async def test_unix_socket(self) -> None:
+        """
+        C{"unix:/path"} on both sides; C{local_address} is the path.
+        """
+        path = os.path.join(short_temp_dir(self), "ch.sock")
+        server, client = await self.exchange(f"unix:{path}", lambda a: f"unix:{a}")
+        self.assertEqual(server.local_address, path)
+        self.assertEqual(client.peer_address, path)
+
+    def test_bad_address(self) -> None:
+        """
+        An address that is none of the forms raises C{ValueError} at once.
+        """
+        self.assertRaises(ValueError, channel.channel_on, "no-port-here")
+        self.assertRaises(ValueError, channel.channel_to, 3.5)
+
+
+class SendRecvTests(TestCase):
+    """
+    C{send}, C{recv} and its flags, C{split()}.
+    """
+
+    timeout = 30
+
+    @as_deferred
+    async def test_recv_flags(self) -> None:
+        """
+        C{recv()} decodes, C{recv(raw=True)} gives the payload bytes,
+        C{recv(with_addr=True)} gives C{(item, peer address)}.
+        """
+        server, client = await connected_pair(self)
+        for item in ({"a": 1, "b": "é"}, [1, 2], "s", None):
+            await client.send(item)
+        self.assertEqual(await server.recv(), {"a": 1, "b": "é"})
+        self.assertEqual(await server.recv(raw=True), b"[1,2]")
+        self.assertEqual(await server.recv(with_addr=True), ("s", client.local_address))
+        self.assertEqual(
+            await server.recv(with_addr=True, raw=True), (b"null", client.local_address)
+        )
+        await server.send({"back": True})
+        self.assertEqual(await client.recv(with_addr=True), ({"back": True}, server.local_address))
+
+    @as_deferred
+    async def test_order_both_directions(self) -> None:
+        """
+        Many items both ways arrive complete and in order.
+        """
+        server, client = await connected_pair(self)
+        n = 500
+        for i in range(n):
+            client.send(i)
+            server.send(-i)
+        got_server = [await server.recv() for _ in range(n)]
+        got_client = [await client.recv() for _ in range(n)]
+        self.assertEqual(got_server, list(range(n)))
+        self.assertEqual(got_client, [-i for i in range(n)])
+
+    @as_deferred
+    async def test_split_concurrent(self) -> None:
+        """
+        C{split()} halves used by concurrent coroutines: on each side one
+        coroutine sends while another receives, with a ponger answering
+        every ping and a ticker sending on the same connection meanwhile.
+        """
+        server, client = await connected_pair(self)
+        a_send, a_recv = client.split()
+        b_send, b_recv = server.split()
+        self.assertIsInstance(a_send, channel.Sender)
+        self.assertIsInstance(a_recv, channel.Receiver)
+        self.assertFalse(hasattr(a_send, "recv"))
+        self.assertFalse(hasattr(a_recv, "send"))
+        n = 200
+
+        async def pinger() -> None:
+            for i in range(n):
+                await a_send.send({"ping": i})
+                if i % 50 == 0:
+                    await sleep(0)
+
+        async def ponger() -> None:
+            for _ in range(n):
+                item = await b_recv.recv()
+                await b_send.send({"pong": item["ping"]})
+
+        async def ticker() -> None:
+            for i in range(n):
+                await b_send.send({"tick": i})
+                if i % 40 == 0:
+                    await sleep(0)
+
+        async def collector() -> List[Any]:
+            return [await a_recv.recv() for _ in range(2 * n)]
+
+        results = await gatherResults(
+            [run(collector()), run(pinger()), run(ponger()), run(ticker())]
+        )
+        received = results[0]
+        self.assertEqual([x["pong"] for x in received if "pong" in x], list(range(n)))
+        self.assertEqual([x["tick"] for x in received if "tick" in x], list(range(n)))
+        self.assertEqual(a_recv.peer_address, server.local_address)
+        self.assertEqual(b_send.peer_address, client.local_address)
+
+    @as_deferred
+    async def test_close_split_half_closes_both(self) -> None:
+        """
+        Closing either half closes the shared connection.
+        """
+        server, client = await connected_pair(self)
+        sender, receiver = client.split()
+        pending = receiver.recv()
+        await sender.close()
+        self.assertTrue(receiver.closed)
+        self.assertTrue(client.closed)
+        await self.assertFailure(pending, ChannelClosed)
+        await self.assertFailure(server.recv(), ConnectionClosed)
+
+
+class ReceivingTests(TestCase):
+    """
+    The receiving API (issue 3, point 7), on a channel.
+    """
+
+    timeout = 30
+
+    @as_deferred
+    async def test_recv_served_in_call_order(self) -> None:
+        """
+        Pending C{recv()} Deferreds fire in the order they were made, each
+        in its own mode.
+        """
+        server, client = await connected_pair(self)
+        first = server.recv()
+        second = server.recv(raw=True)
+        third = server.recv(with_addr=True)
+        order: List[int] = []
+        first.addCallback(lambda x: order.append(1) or x)
+        second.addCallback(lambda x: order.append(2) or x)
+        third.addCallback(lambda x: order.append(3) or x)
+        for item in ("a", "b", "c"):
+            await client.send(item)
+        self.assertEqual(await first, "a")
+        self.assertEqual(await second, b'"b"')
+        self.assertEqual(await third, ("c", client.local_address))
+        self.assertEqual(order, [1, 2, 3])
+
+    @as_deferred
+    async def test_cancel_pending_recv_loses_nothing(self) -> None:
+        """
+        Cancelling a pending C{recv()} (the first or a middle one) fails it
+        with C{CancelledError}; the items go to the next C{recv()} calls.
+        """
+        server, client = await connected_pair(self)
+        cancelled = server.recv()
+        cancelled.cancel()
+        await self.assertFailure(cancelled, CancelledError)
+        a = server.recv()
+        middle = server.recv()
+        c = server.recv()
+        middle.cancel()
+        await self.assertFailure(middle, CancelledError)
+        for item in ("x", "y", "z"):
+            await client.send(item)
+        self.assertEqual(await a, "x")
+        self.assertEqual(await c, "y")
+        self.assertEqual(await server.recv(), "z")
+
+    @as_deferred
+    async def test_recv_timeout_loses_nothing(self) -> None:
+        """
+        A C{recv(timeout=)} that expires fails with the library's
+        C{TimeoutError}; the item sent afterwards is still received.
+        """
+        from tsyncp_tx.errors import TimeoutError as TsyncpTimeout
+
+        server, client = await connected_pair(self)
+        await self.assertFailure(server.recv(timeout=0.05), TsyncpTimeout)
+        await client.send(7)
+        self.assertEqual(await server.recv(), 7)
+
+    @as_deferred
+    async def test_async_for_until_peer_closes(self) -> None:
+        """
+        C{async for} yields every item, then ends when the peer closes.
+        """
+        server, client = await connected_pair(self)
+        for i in range(20):
+            client.send(i)
+        await client.close()
+        got = [item async for item in server]
+        self.assertEqual(got, list(range(20)))
+
+    @as_deferred
+    async def test_async_for_until_closed_locally(self) -> None:
+        """
+        C{async for} waiting for more items ends when the channel is
+        closed.
+        """
+        server, client = await connected_pair(self)
+        got: List[Any] = []
+
+        async def consume() -> None:
+            async for item in client:
+                got.append(item)
+
+        done = run(consume())
+        await server.send(1)
+        await server.send(2)
+        await eventually(lambda: len(got) == 2)
+        self.assertFalse(done.called)
+        await client.close()
+        await done
+        self.assertEqual(got, [1, 2])
+
+    @as_deferred
+    async def test_clean_close_fails_recv_with_peer_address(self) -> None:
+        """
+        When the peer closes cleanly, items that arrived first are still
+        received; then pending and later C{recv()} calls fail with
+        C{ConnectionClosed} carrying the peer's address and no reason.
+        """
+        server, client = await connected_pair(self)
+        peer = client.local_address
+        await client.send("last words")
+        pending = [server.recv(), server.recv(), server.recv()]
+        await client.close()
+        self.assertEqual(await pending[0], "last words")
+        for d in pending[1:]:
+            error = await self.assertFailure(d, ConnectionClosed)
+            self.assertEqual(error.address, peer)
+            self.assertIsNone(error.reason)
+        later = await self.assertFailure(server.recv(), ConnectionClosed)
+        self.assertEqual(later.address, peer)
+        self.assertIn(str(peer[1]), str(later))
+        self.assertFalse(server.connected)
+        self.assertEqual(server.peer_address, peer)
+
+    @as_deferred
+    async def test_connecting_side_sees_listener_close(self) -> None:
+        """
+        The connecting side's C{recv()} fails with C{ConnectionClosed}
+        carrying the listening address when the listener closes.
+        """
+        server, client = await connected_pair(self)
+        listening = server.local_address
+        pending = client.recv()
+        await server.close()
+        error = await self.assertFailure(pending, ConnectionClosed)
+        self.assertEqual(error.address, listening)
+
+    @as_deferred
+    async def test_aborted_connection_gives_reason(self) -> None:
+        """
+        An aborted connection fails C{recv()} with C{ConnectionClosed}
+        whose C{reason} says why.
+        """
+        server, client = await connected_pair(self)
+        pending = server.recv()
+        # Abort the connecting side's TCP connection (RST, no clean close).
+        client._core.peer.transport.abortConnection()  # type: ignore[union-attr]
+        error = await self.assertFailure(pending, ConnectionClosed)
+        self.assertEqual(error.address, client.local_address or error.address)
+        self.assertIsNotNone(error.reason)
+        self.assertIn("lost", str(error))
+
+    @as_deferred
+    async def test_recv_after_close(self) -> None:
+        """
+        After C{close()}, pending and later C{recv()} calls fail with
+        C{ChannelClosed}; closing twice is harmless.
+        """
+        server, client = await connected_pair(self)
+        pending = client.recv()
+        await client.close()
+        await client.close()
+        await self.assertFailure(pending, ChannelClosed)
+        await self.assertFailure(client.recv(), ChannelClosed)
+        self.assertTrue(client.closed)
+
+    @as_deferred
+    async def test_send_after_close_fails(self) -> None:
+        """
+        A C{send()} made after C{close()} was called fails with
+        C{ChannelClosed} instead of being silently dropped, even while the
+        connection is still shutting down.
+        """
+        server, client = await connected_pair(self)
+        closing = client.close()
+        sent = client.send("too late")
+        await closing
+        await self.assertFailure(sent, ChannelClosed, ConnectionClosed)
+        await self.assertFailure(client.send("later still"), ChannelClosed)
+
+
+class CloseTests(TestCase):
+    """
+    C{close()} flushes before it fires.
+    """
+
+    timeout = 30
+
+    @as_deferred
+    async def test_close_flushes(self) -> None:
+        """
+        Items sent just before C{close()} all arrive: more than the socket
+        buffers hold, so some wait in the send queue when C{close()} is
+        called.
+        """
+        server, client = await connected_pair(self)
+        blob = "x" * 20_000
+        n = 300  # 6 MB: beyond what the kernel buffers on loopback
+        sends = [client.send({"i": i, "blob": blob}) for i in range(n)]
+        self.assertFalse(all(d.called for d in sends), "the transport never pushed back")
+        await client.close()
+        await gatherResults(sends)
+        got = []
+        for _ in range(n):
+            item = await server.recv()
+            got.append(item["i"])
+            self.assertEqual(len(item["blob"]), len(blob))
+        self.assertEqual(got, list(range(n)))
+        await self.assertFailure(server.recv(), ConnectionClosed)
+
+    @as_deferred
+    async def test_listening_close_flushes(self) -> None:
+        """
+        The listening side's C{close()} flushes too.
+        """
+        server, client = await connected_pair(self)
+        for i in range(100):
+            server.send(i)
+        await server.close()
+        self.assertEqual([await client.recv() for _ in range(100)], list(range(100)))
+        await self.assertFailure(client.recv(), ConnectionClosed)
+
+    @as_deferred
+    async def test_close_stops_listening(self) -> None:
+        """
+        Closing a listening channel that is still waiting for its peer
+        fails C{accept()} with C{ChannelClosed} and frees the port.
+        """
+        server = await channel.channel_on(LOOPBACK, accept=0)
+        port = port_of(server)
+        waiting = server.accept()
+        await server.close()
+        await self.assertFailure(waiting, ChannelClosed)
+        await self.assertFailure(channel.channel_to(port), ConnectError)
+
+    @as_deferred
+    async def test_local_address_and_repr_after_close(self) -> None:
+        """
+        C{local_address} and C{repr()} still work on a closed listening
+        channel (they are used in logs and error messages): the address it
+        listened on, or C{None}.
+        """
+        server = await channel.channel_on(LOOPBACK, accept=0)
+        address = server.local_address
+        await server.close()
+        self.assertIn(server.local_address, (address, None))
+        self.assertIn("Channel", repr(server))
+
+    @as_deferred
+    async def test_local_address_after_peer_left(self) -> None:
+        """
+        A single-peer listener stops listening once its peer has left;
+        C{local_address} and C{repr()} must still work then.
+        """
+        server, client = await connected_pair(self)
+        address = server.local_address
+        await client.close()
+        await self.assertFailure(server.recv(), ConnectionClosed)
+        self.assertIn(server.local_address, (address, None))
+        self.assertIn("Channel", repr(server))
+
+    @as_deferred
+    async def test_cancel_waiting_channel_on(self) -> None:
+        """
+        Cancelling C{channel_on} while it waits for its peer stops
+        listening.
+        """
+        endpoint = RecordingServerEndpoint()
+        d = channel.channel_on(endpoint)
+        port = await endpoint.listening
+        d.cancel()
+        await self.assertFailure(d, CancelledError)
+        await eventually(lambda: endpoint.port is not None and not endpoint.port.connected)  # type: ignore[attr-defined]
+        await self.assertFailure(channel.channel_to(port), ConnectError)
+
+
+class RetryTests(TestCase):
+    """
+    C{retry=} on C{channel_to} (issue 3, point 8).
+    """
+
+    timeout = 30
+
+    @as_deferred
+    async def test_refused_without_retry(self) -> None:
+        """
+        Without C{retry=}, a refused connection fails at once with a
+        C{ConnectError} naming the address.
+        """
+        port = free_port()
+        start = time.monotonic()
+        error = await self.assertFailure(channel.channel_to(f"127.0.0.1:{port}"), ConnectError)
+        self.assertLess(time.monotonic() - start, 2.0)
+        self.assertIn(f"127.0.0.1:{port}", str(error))
+        self.assertEqual(error.attempts, 1)
+        self.assertEqual(error.address, f"127.0.0.1:{port}")
+
+    @as_deferred
+    async def test_retry_until_listener_appears(self) -> None:
+        """
+        C{retry=(0.05, 3)} connects to a listener started about 0.1 s
+        after the first attempt.
+        """
+        port = free_port()
+        servers: List[channel.Channel] = []
+
+        def start_listening() -> None:
+            d = channel.channel_on(("127.0.0.1", port), accept=0)
+            d.addCallback(servers.append)
+
+        start = time.monotonic()
+        global_reactor.callLater(0.1, start_listening)  # type: ignore[attr-defined]
+        client = await channel.channel_to(("127.0.0.1", port), retry=(0.05, 3))
+        self.addCleanup(client.close)
+        self.assertGreaterEqual(time.monotonic() - start, 0.09)
+        await eventually(lambda: bool(servers))
+        self.addCleanup(servers[0].close)
+        await client.send("made it")
+        self.assertEqual(await servers[0].recv(), "made it")
+
+    @as_deferred
+    async def test_retry_exhausted(self) -> None:
+        """
+        C{retry=(interval, n)} makes C{n + 1} attempts, then fails with
+        C{ConnectError} counting them.
+        """
+        port = free_port()
+        error = await self.assertFailure(channel.channel_to(port, retry=(0.01, 2)), ConnectError)
+        self.assertEqual(error.attempts, 3)
+        self.assertIn("3 attempts", str(error))
+
+    @as_deferred
+    async def test_callable_policy(self) -> None:
+        """
+        A callable policy is consulted with C{(attempt, failure)} after each
+        failed attempt and can give up.
+        """
+        port = free_port()
+        calls: List[Tuple[int, Failure]] = []
+
+        def policy(attempt: int, failure: Failure) -> Optional[float]:
+            calls.append((attempt, failure))
+            return 0.01 if attempt < 3 else None
+
+        error = await self.assertFailure(channel.channel_to(port, retry=policy), ConnectError)
+        self.assertEqual([a for a, _ in calls], [1, 2, 3])
+        for _, failure in calls:
+            self.assertIsInstance(failure, Failure)
+        self.assertEqual(error.attempts, 3)
+        self.assertIn(str(port), str(error))
+
+    @as_deferred
+    async def test_callable_policy_succeeds(self) -> None:
+        """
+        A callable policy that keeps retrying connects once the listener
+        is there.
+        """
+        port = free_port()
+        attempts: List[int] = []
+        servers: List[channel.Channel] = []
+
+        def policy(attempt: int, failure: Failure) -> Optional[float]:
+            attempts.append(attempt)
+            if attempt == 2:
+                channel.channel_on(port, accept=0).addCallback(servers.append)
+            return 0.02
+
+        client = await channel.channel_to(port, retry=policy)
+        self.addCleanup(client.close)
+        await eventually(lambda: bool(servers))
+        self.addCleanup(servers[0].close)
+        self.assertEqual(attempts[:2], [1, 2])
+        await client.send(1)
+        self.assertEqual(await servers[0].recv(), 1)
+
+    @as_deferred
+    async def test_cancel_while_retrying(self) -> None:
+        """
+        Cancelling the constructor's Deferred while it retries stops the
+        retries (the policy is not consulted again) and leaves the reactor
+        clean.
+        """
+        port = free_port()
+        calls: List[int] = []
+
+        def policy(attempt: int, failure: Failure) -> Optional[float]:
+            calls.append(attempt)
+            return 0.03
+
+        d = channel.channel_to(port, retry=policy)
+        await eventually(lambda: len(calls) >= 2)
+        d.cancel()
+        await self.assertFailure(d, CancelledError)
+        seen = len(calls)
+        await sleep(0.15)
+        self.assertEqual(len(calls), seen)
+
+    def test_bad_retry(self) -> None:
+        """
+        A C{retry=} that is neither a pair nor a callable is a
+        C{ValueError}.
+        """
+        self.assertRaises(ValueError, channel.channel_to, 1, retry="soon")
+        self.assertRaises(ValueError, channel.channel_to, 1, retry=(-1, 2))
