@@ -211,6 +211,7 @@ class ChannelCore:
             send_high_water=send_high_water,
             slow_receiver=slow_receiver,
             slow_receiver_limit=slow_receiver_limit,
+            clock=reactor,
         )
         self._accept_filter = accept_filter
         self.port: Optional[IListeningPort] = None
@@ -444,6 +445,9 @@ class ChannelCore:
     def encode(self, item: Any, raw: bool = False) -> bytes:
         """
         Encode an item (or take raw payload bytes).
+
+        @raise EncodeError: If the codec refuses the item (a user codec's
+            own exception is wrapped), or C{raw} is set and it is not bytes.
         """
         if raw:
             if type(item) is not bytes:
@@ -451,20 +455,33 @@ class ChannelCore:
             return item
         try:
             return self._encode(item)  # type: ignore[no-any-return]
-        except EncodeError:
-            raise
-        except Exception as e:  # a user codec's own exception type
-            raise EncodeError(getattr(self.codec, "name", repr(self.codec)), str(e) or repr(e), item) from e
+        except Exception as e:
+            raise self._encode_error(e, item) from e
 
-    def send_one(self, item: Any, timeout: Optional[float], raw: bool = False) -> Deferred[None]:
+    def _encode_error(self, error: Exception, item: Any) -> EncodeError:
+        if isinstance(error, EncodeError):
+            return error
+        # A user codec's own exception type.
+        name = getattr(self.codec, "name", repr(self.codec))
+        return EncodeError(name, str(error) or repr(error), item)
+
+    def send_one(self, item: Any, timeout: Optional[float] = None, raw: bool = False) -> Deferred[None]:
         """
         Send to the single peer.
         """
+        # The hot path: encode, look the header up, hand the frame over.
         try:
-            payload = self.encode(item, raw)
-            header = self._header(payload)
-        except (EncodeError, FrameTooLarge) as e:
-            return fail(e)
+            payload = self._encode(item) if not raw else self.encode(item, raw)
+        except Exception as e:
+            return fail(self._encode_error(e, item))
+        length = len(payload)
+        if length < _CACHED and length <= self.max_frame_length:
+            header = _HEADER_CACHE[length]
+        else:
+            try:
+                header = encode_header(length, self.max_frame_length)
+            except FrameTooLarge as e:
+                return fail(e)
         peer = self.peer
         if peer is not None and not self.closed:
             waiting = peer.write_frame(header, payload)

@@ -59,6 +59,7 @@ class StreamPool:
         send_high_water: int = DEFAULT_SEND_HIGH_WATER,
         slow_receiver: str = "wait",
         slow_receiver_limit: Optional[int] = None,
+        clock: Any = None,
     ) -> None:
         """
         @param deliver: Called with C{(payloads, connection)} for the frames
@@ -83,6 +84,8 @@ class StreamPool:
             C{slow_receiver_limit} bytes is dropped and reported.
         @param slow_receiver_limit: The per-connection queue bound of the
             C{"disconnect"} policy (default: C{send_high_water}).
+        @param clock: The reactor the connections schedule writes with
+            (default: the global one, looked up when first needed).
         """
         if limit is not None and limit < 1:
             raise ValueError(f"limit must be at least 1, not {limit!r}")
@@ -107,6 +110,7 @@ class StreamPool:
             read_size=read_size,
             send_limit=send_limit,
             send_high_water=send_high_water,
+            clock=clock,
         )
         self._connections: Dict[Address, FramedProtocol] = {}
         self._reading_paused = False

@@ -29,9 +29,14 @@ from ._framing import (
 #: C{send()} refuses with L{SendQueueFull}.
 DEFAULT_SEND_HIGH_WATER = 16 * 1024 * 1024
 
-# Payloads up to this size are joined with their header for one write;
+# Payloads up to this size are joined with their header and combined with
+# the other small frames of the same reactor turn into one transport write;
 # larger ones go out as (header, payload) with writeSequence, uncopied.
 _JOIN_BELOW = 16 * 1024
+
+# Combined small frames are handed to the transport at the end of the
+# reactor turn, or as soon as this many bytes are waiting.
+_COMBINE_LIMIT = 64 * 1024
 
 
 class IFrameSink(Interface):
@@ -125,6 +130,7 @@ class FramedProtocol(Protocol):
         read_size: Optional[int] = None,
         send_limit: Optional[int] = None,
         send_high_water: int = DEFAULT_SEND_HIGH_WATER,
+        clock: Any = None,
     ) -> None:
         """
         @param sink: Receives this connection's events and frames.
@@ -137,6 +143,8 @@ class FramedProtocol(Protocol):
             (Twisted's C{SEND_LIMIT}); C{None} keeps Twisted's 128 KiB.
         @param send_high_water: Bytes of frames that may wait while the
             transport is paused before C{send_frame} refuses.
+        @param clock: Schedules the end-of-turn write of combined small
+            frames (default: the global reactor, looked up when needed).
         """
         self.sink = sink
         self.max_frame_length = max_frame_length
@@ -156,6 +164,10 @@ class FramedProtocol(Protocol):
         self._closed: Optional[Failure] = None
         self._close_waiters: List[Deferred[None]] = []
         self._closing = False
+        self._clock = clock
+        self._out: List[bytes] = []  # small frames combined for one write
+        self._out_bytes = 0
+        self._out_scheduled = False
 
     # Connection life
 
@@ -232,6 +244,8 @@ class FramedProtocol(Protocol):
         error = ConnectionClosed(
             self.address, None if reason.check(ConnectionDone) else reason.value
         )
+        self._out.clear()
+        self._out_bytes = 0
         queue, self._queue = self._queue, deque()
         self._queued_bytes = 0
         for entry in queue:
@@ -271,6 +285,8 @@ class FramedProtocol(Protocol):
     def _lose_connection(self) -> None:
         transport = self.transport
         assert transport is not None
+        if self._out:
+            self._write_out()
         # A paused streaming producer would keep a closing transport open.
         transport.unregisterProducer()  # type: ignore[attr-defined]
         transport.loseConnection()
@@ -302,25 +318,53 @@ class FramedProtocol(Protocol):
         """
         Send one frame whose header is already encoded.
 
+        Small frames sent during one reactor turn are combined into one
+        transport write at the end of the turn (or once 64 KiB wait).
+
         @param header: The frame's header.
         @param payload: The payload.
         @param joined: C{header + payload}, when the caller has it (a
             broadcast joins once for all connections).
-        @return: C{None} if the frame was handed to the transport now, or a
+        @return: C{None} if the frame was accepted for writing now, or a
             Deferred firing when it is (failing with L{ConnectionClosed} if
             the connection ends first, with L{SendQueueFull} at once if the
             queue is full).  Cancelling it removes the unsent frame.
         """
-        if not self._paused and not self._queue and self.connected_:
-            transport = self.transport
-            if joined is not None:
-                transport.write(joined)  # type: ignore[union-attr]
-            elif len(payload) < _JOIN_BELOW:
-                transport.write(header + payload)  # type: ignore[union-attr]
-            else:
-                transport.writeSequence((header, payload))  # type: ignore[union-attr]
-            return None
-        return self._enqueue(header, payload, joined)
+        if self._paused or self._queue or not self.connected_:
+            return self._enqueue(header, payload, joined)
+        length = len(payload)
+        if length < _JOIN_BELOW:
+            self._out.append(joined if joined is not None else header + payload)
+            self._out_bytes += length
+            if self._out_bytes >= _COMBINE_LIMIT:
+                self._write_out()
+            elif not self._out_scheduled:
+                self._out_scheduled = True
+                self._schedule(self._write_out_later)
+        else:
+            if self._out:
+                self._write_out()
+            self.transport.writeSequence((header, payload))  # type: ignore[union-attr]
+        return None
+
+    def _schedule(self, f: Callable[[], None]) -> None:
+        clock = self._clock
+        if clock is None:
+            from twisted.internet import reactor as clock
+            self._clock = clock
+        clock.callLater(0, f)
+
+    def _write_out_later(self) -> None:
+        self._out_scheduled = False
+        if self._out and self.connected_:
+            self._write_out()
+
+    def _write_out(self) -> None:
+        out = self._out
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        self._out_bytes = 0
+        self.transport.write(data)  # type: ignore[union-attr]
 
     def _enqueue(self, header: bytes, payload: bytes, joined: Optional[bytes]) -> Deferred[None]:
         if self._closed is not None or not self.connected_ or self._closing:
@@ -388,7 +432,9 @@ class FramedProtocol(Protocol):
             append(cache[length] if length < cached else encode_header(length, limit))
             append(payload)
         if not self._paused and not self._queue and self.connected_:
-            self.transport.writeSequence(parts)  # type: ignore[union-attr]
+            if self._out:
+                self._write_out()
+            self.transport.write(b"".join(parts))  # type: ignore[union-attr]
             return None
         return self._enqueue(b"", b"".join(parts), None)
 

@@ -5,7 +5,7 @@ L{ReceiveQueue}: decoded-on-demand frames waiting for C{recv()} calls.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Callable, Deque, List, Optional, Tuple
+from typing import Any, AsyncIterator, Callable, Deque, List, Optional, Tuple
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
@@ -97,7 +97,9 @@ class ReceiveQueue:
         self._low_water = self.high_water // 2
         self._low_water_bytes = self.high_water_bytes // 2
         self.on_decode_error = on_decode_error
-        self._batches: Deque[Tuple[List[bytes], FramedProtocol]] = deque()
+        # [payloads, connection, their total size]; bytes are accounted per
+        # batch, released when a batch is used up.
+        self._batches: Deque[List[Any]] = deque()
         self._index = 0  # position in the head batch
         self._count = 0
         self._bytes = 0
@@ -114,7 +116,8 @@ class ReceiveQueue:
     @property
     def queued_bytes(self) -> int:
         """
-        Payload bytes waiting.
+        Payload bytes waiting (counted per read, so it may include the
+        already-taken part of the oldest read).
         """
         return self._bytes
 
@@ -141,9 +144,10 @@ class ReceiveQueue:
         """
         if self._discard:
             return
-        self._batches.append((frames, connection))
+        size = sum(map(len, frames))
+        self._batches.append([frames, connection, size])
         self._count += len(frames)
-        self._bytes += sum(map(len, frames))
+        self._bytes += size
         if self._waiters:
             self._serve()
         if not self._paused and (
@@ -152,61 +156,103 @@ class ReceiveQueue:
             self._paused = True
             self._pause()
 
+    # Taking items.  Callers check that an item is queued (self._count).
+
     def _take(self) -> Tuple[bytes, FramedProtocol]:
-        frames, connection = self._batches[0]
+        batch = self._batches[0]
+        frames = batch[0]
         index = self._index
         payload = frames[index]
         index += 1
         if index == len(frames):
             self._batches.popleft()
+            self._bytes -= batch[2]
             index = 0
         self._index = index
         self._count -= 1
-        self._bytes -= len(payload)
-        if self._paused and self._count <= self._low_water and self._bytes <= self._low_water_bytes:
+        if self._paused:
+            self._maybe_resume()
+        return payload, batch[1]
+
+    def _maybe_resume(self) -> None:
+        if self._count <= self._low_water and self._bytes <= self._low_water_bytes:
             self._paused = False
             self._resume()
-        return payload, connection
 
-    def _render(self, payload: bytes, connection: FramedProtocol, mode: int) -> Any:
+    def _take_item(self) -> Any:
         """
-        Build what C{recv()} returns; raise L{DecodeError} for a bad payload.
+        Take and decode the next item (the common case, kept flat).
+
+        @return: The item, or C{_SKIPPED} if it was undecodable and handed
+            to C{on_decode_error}.
+        @raise DecodeError: If it is undecodable and there is no hook.
         """
+        batch = self._batches[0]
+        frames = batch[0]
+        index = self._index
+        payload = frames[index]
+        index += 1
+        if index == len(frames):
+            self._batches.popleft()
+            self._bytes -= batch[2]
+            index = 0
+        self._index = index
+        self._count -= 1
+        if self._paused:
+            self._maybe_resume()
+        try:
+            return self._decode(payload)
+        except Exception as e:
+            return self._bad_payload(self._decode_error(e, payload, batch[1]))
+
+    def _decode_error(self, error: Exception, payload: bytes, connection: FramedProtocol) -> DecodeError:
+        if isinstance(error, DecodeError):
+            error.address = connection.address
+            return error
+        # A user codec's own exception type.
+        name = getattr(self._codec, "name", repr(self._codec))
+        wrapped = DecodeError(name, str(error) or repr(error), bytes(payload), connection.address)
+        wrapped.__cause__ = error
+        return wrapped
+
+    def _bad_payload(self, error: DecodeError) -> Any:
+        self.log.warn("{error}", error=str(error))
+        if self.on_decode_error is None:
+            raise error
+        try:
+            self.on_decode_error(error)
+        except Exception:
+            self.log.failure("Unhandled error in on_decode_error")
+        return _SKIPPED
+
+    def _take_as(self, mode: int) -> Any:
+        """
+        Take the next item in any mode; see L{_take_item}.
+        """
+        if mode == ITEM:
+            return self._take_item()
+        payload, connection = self._take()
         if mode == RAW:
             return payload
         if mode == RAW_ADDR:
             return (payload, connection.address)
         try:
-            item = self._decode(payload)
-        except DecodeError as e:
-            e.address = connection.address
-            raise
-        except Exception as e:  # a user codec's own exception type
-            name = getattr(self._codec, "name", repr(self._codec))
-            raise DecodeError(name, str(e) or repr(e), bytes(payload), connection.address) from e
-        return item if mode == ITEM else (item, connection.address)
+            return (self._decode(payload), connection.address)
+        except Exception as e:
+            return self._bad_payload(self._decode_error(e, payload, connection))
 
     def _next(self, mode: int) -> Any:
         """
-        Take and render the next item, skipping bad payloads if a hook is
-        set.  The caller checks C{self._count}.
+        Take the next usable item, skipping payloads handed to the hook.
 
-        @raise _Empty: If only bad payloads were left.
+        @return: The item, or C{_SKIPPED} if none usable was queued.
+        @raise DecodeError: For an undecodable payload without a hook.
         """
-        while True:
-            payload, connection = self._take()
-            try:
-                return self._render(payload, connection, mode)
-            except DecodeError as e:
-                self.log.warn("{error}", error=str(e))
-                if self.on_decode_error is None:
-                    raise
-                try:
-                    self.on_decode_error(e)
-                except Exception:
-                    self.log.failure("Unhandled error in on_decode_error")
-                if not self._count:
-                    raise _Empty()
+        while self._count:
+            item = self._take_as(mode)
+            if item is not _SKIPPED:
+                return item
+        return _SKIPPED
 
     def get(self, mode: int = ITEM) -> Deferred[Any]:
         """
@@ -216,16 +262,18 @@ class ReceiveQueue:
         @return: A Deferred firing with it; already fired when an item was
             waiting.  Cancelling it withdraws the request, losing nothing.
         """
+        if self._count and not self._waiters and self._pending_error is None:
+            try:
+                item = self._take_item() if mode == ITEM else self._take_as(mode)
+                if item is _SKIPPED:
+                    item = self._next(mode)
+            except DecodeError as e:
+                return fail(e)
+            if item is not _SKIPPED:
+                return succeed(item)
         if self._pending_error is not None and not self._waiters:
             error, self._pending_error = self._pending_error, None
             return fail(error)
-        if self._count and not self._waiters:
-            try:
-                return succeed(self._next(mode))
-            except DecodeError as e:
-                return fail(e)
-            except _Empty:
-                pass
         if self._end is not None and not self._count:
             return fail(self._end)
         entry: Tuple[Deferred[Any], int]
@@ -250,17 +298,34 @@ class ReceiveQueue:
         @raise IndexError: If none is waiting (or C{recv()} calls are).
         @raise DecodeError: If its payload is bad.
         """
-        if self._pending_error is not None and not self._waiters:
+        if self._waiters:
+            raise IndexError("recv() calls are waiting")
+        if self._pending_error is not None:
             error, self._pending_error = self._pending_error, None
             raise error
-        if self._count and not self._waiters:
-            try:
-                return self._next(mode)
-            except _Empty:
-                pass
-        if self._end is not None and not self._count:
+        item = self._next(mode)
+        if item is not _SKIPPED:
+            return item
+        if self._end is not None:
             raise self._end
         raise IndexError("no item waiting")
+
+    async def iterate(self) -> AsyncIterator[Any]:
+        """
+        Yield decoded items until the queue ends or is closed; items already
+        queued are yielded without allocating a Deferred each.
+        """
+        while True:
+            if self._count and not self._waiters and self._pending_error is None:
+                item = self._take_item()
+                if item is not _SKIPPED:
+                    yield item
+                continue
+            try:
+                item = await self.get(ITEM)
+            except END_OF_STREAM:
+                return
+            yield item
 
     def get_many(self, mode: int = ITEM, max_items: Optional[int] = None) -> Deferred[List[Any]]:
         """
@@ -277,48 +342,25 @@ class ReceiveQueue:
             return self.get(mode).addCallback(lambda item: [item])
         items: List[Any] = []
         limit = self._count if max_items is None else min(max_items, self._count)
-        decode = self._decode
         while len(items) < limit and self._count:
             if mode == RAW and self._index == 0 and len(self._batches[0][0]) <= limit - len(items):
-                # A whole batch of raw payloads moves over as it is.
-                frames, _ = self._batches.popleft()
+                # A whole read's raw payloads move over as they are.
+                frames, _, size = self._batches.popleft()
                 self._count -= len(frames)
-                self._bytes -= sum(map(len, frames))
+                self._bytes -= size
                 items.extend(frames)
-                if self._paused and self._count <= self._low_water and self._bytes <= self._low_water_bytes:
-                    self._paused = False
-                    self._resume()
+                if self._paused:
+                    self._maybe_resume()
                 continue
-            if mode == ITEM:
-                payload, connection = self._take()
-                try:
-                    items.append(decode(payload))
-                    continue
-                except Exception:
-                    try:
-                        self._render(payload, connection, mode)
-                        continue  # pragma: no cover - decode is deterministic
-                    except DecodeError as e:
-                        error: DecodeError = e
-            else:
-                try:
-                    items.append(self._next(mode))
-                    continue
-                except _Empty:
+            try:
+                item = self._take_as(mode)
+            except DecodeError as e:
+                if items:
+                    self._pending_error = e
                     break
-                except DecodeError as e:
-                    error = e
-            self.log.warn("{error}", error=str(error))
-            if self.on_decode_error is not None:
-                try:
-                    self.on_decode_error(error)
-                except Exception:
-                    self.log.failure("Unhandled error in on_decode_error")
-                continue
-            if items:
-                self._pending_error = error
-                break
-            return fail(error)
+                return fail(e)
+            if item is not _SKIPPED:
+                items.append(item)
         if not items:
             return self.get_many(mode, max_items)
         return succeed(items)
@@ -329,12 +371,12 @@ class ReceiveQueue:
             d, mode = waiters[0]
             try:
                 item = self._next(mode)
-            except _Empty:
-                break
             except DecodeError as e:
                 waiters.popleft()
                 d.errback(Failure(e))
                 continue
+            if item is _SKIPPED:
+                break
             waiters.popleft()
             d.callback(item)
         if self._end is not None and not self._count:
@@ -371,11 +413,8 @@ class ReceiveQueue:
         self._fail_waiters(error)
 
 
-class _Empty(Exception):
-    """
-    Only undecodable payloads were queued, and they were skipped.
-    """
-
+# Returned by the take methods for a payload handed to on_decode_error.
+_SKIPPED = object()
 
 #: Errors that end C{async for}.
 END_OF_STREAM = (ConnectionClosed, ChannelClosed)

@@ -24,7 +24,7 @@ from twisted.internet.defer import Deferred
 from ._address import AddressLike
 from ._codecs import JsonCodec
 from ._core import ChannelCore, RetryLike, default_reactor
-from ._queue import END_OF_STREAM, ITEM, recv_mode
+from ._queue import ITEM, RAW, add_timeout, recv_mode
 
 Address = Any
 _V = TypeVar("_V", bound="_View")
@@ -172,12 +172,8 @@ class _Receiving(_View):
             arrived before was received; with L{ChannelClosed} after
             L{close}.  Cancelling it loses no item.
         """
-        queue = self._core.queue
-        assert queue is not None
-        d = queue.get(recv_mode(with_addr, raw))
+        d = self._core.queue.get((RAW if raw else ITEM) + with_addr)  # type: ignore[union-attr]
         if timeout is not None:
-            from ._queue import add_timeout
-
             add_timeout(d, timeout, self._core.reactor, "recv")
         return d
 
@@ -209,25 +205,9 @@ class _Receiving(_View):
         Iterate over received items until the channel or its single
         connection is closed.
         """
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[Any]:
         queue = self._core.queue
         assert queue is not None
-        get_nowait = queue.get_nowait
-        while True:
-            try:
-                yield get_nowait(ITEM)
-                continue
-            except IndexError:
-                pass
-            except END_OF_STREAM:
-                return
-            try:
-                item = await queue.get(ITEM)
-            except END_OF_STREAM:
-                return
-            yield item
+        return queue.iterate()
 
 
 class Sender(_Sending):
