@@ -8,6 +8,7 @@ from collections import deque
 from typing import Any, Callable, Deque, List, Optional, Sequence
 
 from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IAddress, IPushProducer
 from twisted.internet.protocol import Protocol
@@ -180,11 +181,9 @@ class FramedProtocol(Protocol):
         self.address = address_key(transport.getPeer(), self.serial)
         self.connected_ = True
         raw = _raw_transport(transport)
-        if self.nodelay and hasattr(raw, "setTcpNoDelay"):
-            try:
-                raw.setTcpNoDelay(True)
-            except OSError:  # not TCP after all
-                pass
+        # UNIX sockets share TCP's transport class but refuse TCP options.
+        if self.nodelay and isinstance(raw.getHost(), (IPv4Address, IPv6Address)):
+            raw.setTcpNoDelay(True)
         if self.read_size is not None and hasattr(raw, "bufferSize"):
             raw.bufferSize = self.read_size
             if raw is not transport and hasattr(transport, "bufferSize"):
