@@ -138,12 +138,14 @@ class FrameDecoder:
 
     It keeps at most one incomplete frame (header and payload bytes so far)
     between calls, so it never buffers more than C{max_frame_length} + 4
-    bytes.
+    bytes.  The chunks of an incomplete frame are collected and joined once
+    the frame is complete, so a large frame costs one copy, not one per
+    chunk.
 
     @ivar max_frame_length: The largest payload length accepted.
     """
 
-    __slots__ = ("max_frame_length", "_buffer", "_failed")
+    __slots__ = ("max_frame_length", "_parts", "_buffered", "_need", "_failed")
 
     def __init__(self, max_frame_length: int = MAX_FRAME_LENGTH) -> None:
         """
@@ -153,7 +155,9 @@ class FrameDecoder:
         if max_frame_length < 0:
             raise ValueError(f"negative max_frame_length: {max_frame_length}")
         self.max_frame_length = max_frame_length
-        self._buffer = b""
+        self._parts: List[bytes] = []  # chunks of the incomplete frame
+        self._buffered = 0  # their total length
+        self._need = 0  # bytes needed before parsing can progress
         self._failed: Optional[FramingError] = None
 
     @property
@@ -161,7 +165,15 @@ class FrameDecoder:
         """
         The number of bytes held for an incomplete frame.
         """
-        return len(self._buffer)
+        return self._buffered
+
+    @property
+    def needed(self) -> int:
+        """
+        How many more bytes the incomplete frame needs before it can be
+        decoded (0 when nothing is held).  Readers use it to size reads.
+        """
+        return max(0, self._need - self._buffered) if self._buffered else 0
 
     def feed(self, data: bytes) -> List[bytes]:
         """
@@ -175,8 +187,14 @@ class FrameDecoder:
         """
         if self._failed is not None:
             raise self._failed
-        if self._buffer:
-            data = self._buffer + data
+        if self._buffered:
+            self._parts.append(data)
+            self._buffered += len(data)
+            if self._buffered < self._need:
+                return []
+            data = b"".join(self._parts)
+            self._parts = []
+            self._buffered = 0
         frames: List[bytes] = []
         append = frames.append
         end = len(data)
@@ -204,7 +222,8 @@ class FrameDecoder:
                     break
                 length = int.from_bytes(data[pos:start], "big") & 0x1FFFFFFF
             if length > limit:
-                self._buffer = b""
+                self._parts = []
+                self._buffered = 0
                 self._failed = FrameTooLarge(length, limit)
                 raise self._failed
             stop = start + length
@@ -212,7 +231,13 @@ class FrameDecoder:
                 break
             append(data[start:stop])
             pos = stop
-        self._buffer = data[pos:] if pos else data
+        if pos < end:
+            rest = data[pos:] if pos else data
+            self._parts = [rest]
+            self._buffered = len(rest)
+            # An incomplete header needs its own length; a complete one,
+            # the whole frame.
+            self._need = (start - pos) if start > end else (stop - pos)
         return frames
 
     def check_end(self) -> None:
@@ -221,8 +246,8 @@ class FrameDecoder:
 
         @raise FramingError: If an incomplete frame is buffered.
         """
-        if self._buffer:
+        if self._buffered:
             raise FramingError(
-                f"stream ended inside a frame ({len(self._buffer)} bytes "
+                f"stream ended inside a frame ({self._buffered} bytes "
                 f"of an incomplete frame)"
             )
