@@ -173,12 +173,14 @@ class RawClient(Protocol):
     A plain TCP client recording every byte it receives.
 
     @ivar data: The bytes received so far.
-    @ivar lost: Fires with the reason once the connection ends.
+    @ivar lost: Fires with C{None} once the connection ends.
+    @ivar reason: Why it ended (a C{Failure}), once it has.
     """
 
     def __init__(self) -> None:
         self.data = b""
-        self.lost: Deferred[Failure] = Deferred()
+        self.lost: Deferred[None] = Deferred()
+        self.reason: Optional[Failure] = None
 
     def dataReceived(self, data: bytes) -> None:
         """
@@ -190,11 +192,12 @@ class RawClient(Protocol):
 
     def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
         """
-        Fire L{lost}.
+        Record the reason and fire L{lost}.
 
         @param reason: Why it ended.
         """
-        self.lost.callback(reason)
+        self.reason = reason
+        self.lost.callback(None)
 
 
 async def connect_raw(test: TestCase, port: int) -> RawClient:
