@@ -58,8 +58,11 @@ class RawPeer(Protocol):
         self.made: Deferred[RawPeer] = Deferred()
         self.lost: Deferred[None] = Deferred()
         self.reason: Optional[Failure] = None
+        self._address: Tuple[str, int] = ("", 0)
 
     def connectionMade(self) -> None:
+        host = self.transport.getHost()  # type: ignore[union-attr]
+        self._address = (host.host, host.port)
         if self.pause_on_connect:
             self.transport.pauseProducing()  # type: ignore[union-attr]
         self.made.callback(self)
@@ -77,8 +80,7 @@ class RawPeer(Protocol):
         """
         This peer's own C{(host, port)}, as the other side reports it.
         """
-        host = self.transport.getHost()  # type: ignore[union-attr]
-        return (host.host, host.port)
+        return self._address
 
     def pause(self) -> None:
         """
