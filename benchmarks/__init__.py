@@ -1,0 +1,3 @@
+"""
+Benchmarks for tsyncp_tx; each module runs on its own (C{python benchmarks/<name>.py}).
+"""
