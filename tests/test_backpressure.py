@@ -124,6 +124,7 @@ class _RawFactory(Factory):
         self.pause_on_connect = pause_on_connect
         self.peers: List[RawPeer] = []
         self.first: Deferred[RawPeer] = Deferred()
+        self.port: Optional[IListeningPort] = None
 
     def buildProtocol(self, addr: Any) -> RawPeer:
         peer = RawPeer(self.pause_on_connect)
@@ -134,21 +135,27 @@ class _RawFactory(Factory):
 
 
 async def listen_raw(
-    testcase: TestCase, pause_on_connect: bool = False
+    testcase: TestCase, pause_on_connect: bool = False, port_number: int = 0
 ) -> Tuple[Tuple[str, int], _RawFactory]:
     """
     Listen on loopback with L{RawPeer}s; everything is closed on cleanup.
 
     @param testcase: The test (for cleanups).
     @param pause_on_connect: The accepted peers do not read.
+    @param port_number: The port (default: a free one).
     @return: C{((host, port), factory)}; C{factory.first} fires with the
-        first accepted peer, C{factory.peers} lists them all.
+        first accepted peer, C{factory.peers} lists them all,
+        C{factory.port} is the listening port.
     """
     factory = _RawFactory(pause_on_connect)
-    port: IListeningPort = await serverFromString(reactor, LOOPBACK).listen(factory)
+    description = f"tcp:{port_number}:interface=127.0.0.1"
+    port: IListeningPort = await serverFromString(reactor, description).listen(factory)
+    factory.port = port
 
     async def cleanup() -> None:
-        await port.stopListening()
+        stopping = port.stopListening()
+        if stopping is not None:
+            await stopping
         for peer in factory.peers:
             if peer.transport is not None:
                 await peer.abort()
@@ -417,6 +424,7 @@ class SendBackpressureTests(TestCase):
         refused = 0
         for i in range(sent, sent + 200):
             d = tx.send(pattern(i, ITEM))
+            print("DEBUG1", i, [(c.queued_bytes, c.writable, c._paused) for c in tx._core.pool.connections])
             if d.called:
                 self.failureResultOf(d, SendQueueFull)
                 refused += 1
@@ -552,3 +560,66 @@ class ReceiveBackpressureTests(TestCase):
             self.assertEqual(got[n], [pattern(i, size) for i in range(counts[n])])
             await stalls[n]
         self.assertEqual(self._reading(rx), [True, True])
+
+
+class BroadcastSendBackpressureTests(TestCase):
+    """
+    Send-side bounds of a broadcast sender with one receiver that stopped
+    reading and one that reads.
+    """
+
+    timeout = 60
+
+    @as_deferred
+    async def test_send_queue_full_is_all_or_nothing(self) -> None:
+        """
+        When one receiver's queue is full, a broadcast C{send()} that fails
+        with L{SendQueueFull} must not have delivered the item to the other
+        receivers either: a failed C{send()} means nothing was sent, so
+        retrying it cannot duplicate the item.
+        """
+        from tsyncp_tx import broadcast
+
+        high_water = 4 * ITEM + 100
+        tx = await broadcast.sender_on(LOOPBACK, codec=RawCodec(), send_high_water=high_water)
+        self.addCleanup(tx.close)
+        stuck = await connect_raw(self, tx.local_address)
+        stuck.pause()
+        reader = await broadcast.receiver_to(tx.local_address, codec=RawCodec())
+        self.addCleanup(reader.close)
+        await eventually(lambda: len(tx) == 2)
+        received: List[bytes] = []
+        reading = {"on": True}
+
+        async def read() -> None:
+            while reading["on"]:
+                received.extend(await reader.recv_many())
+
+        swallow(Deferred.fromCoroutine(read()))
+        sent, stalled = await fill_until_stalled(lambda i: tx.send(pattern(i, ITEM)))
+        swallow(stalled)
+        self.assertGreaterEqual(len(received), sent - 1, "the reading receiver stalled too")
+        # A careless sender: 12 more sends without waiting.
+        outcomes: List[List[Any]] = []
+        for i in range(sent, sent + 12):
+            outcome: List[Any] = []
+            swallow(tx.send(pattern(i, ITEM)), outcome)
+            outcomes.append(outcome)
+        # The reader drains everything it was given (which settles the
+        # sends that were refused for the stuck receiver only).
+        await sleep(0.5)
+        await eventually(lambda: not len(reader), timeout=20)
+        await sleep(0.3)
+        reading["on"] = False
+        refused = [
+            sent + n for n, o in enumerate(outcomes)
+            if o and isinstance(o[0], Failure) and o[0].check(SendQueueFull)
+        ]
+        self.assertTrue(refused, "no send() was refused past send_high_water")
+        numbers = set(int.from_bytes(item[:4], "big") for item in received)
+        both = [i for i in refused if i in numbers]
+        self.assertEqual(
+            both, [],
+            f"send() of items {both} failed with SendQueueFull, yet the other "
+            f"receiver got them (refused: {refused})",
+        )

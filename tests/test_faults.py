@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any, List, Tuple
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectionDone
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
@@ -367,6 +367,80 @@ class ReconnectTests(TestCase):
             await d
         got = [await rx2.recv() for _ in range(3)]
         self.assertEqual(got, [bytes([i]) * 300 for i in range(3)])
+
+    async def _backlog_flushed_into_stalled_peer(
+        self, count: int, **options: Any
+    ) -> Tuple[Any, RawPeer, List[Deferred[Any]]]:
+        # A reconnecting sender queues `count` 64 KiB items while its peer
+        # is away; the peer comes back on the same port but does not read,
+        # so most of the flushed backlog waits in the connection's queue.
+        address, factory1 = await listen_raw(self)
+        tx = await mpsc.sender_to(
+            address, reconnect=True, reconnect_policy=lambda failed: 0.05,
+            codec=RawCodec(), **options,
+        )
+        self.addCleanup(tx.close)
+        first = await factory1.first
+        assert factory1.port is not None
+        await factory1.port.stopListening()
+        await first.abort()
+        await eventually(lambda: not tx.connected)
+        sends = [tx.send(pattern(i, ITEM)) for i in range(count)]
+        _, factory2 = await listen_raw(self, pause_on_connect=True, port_number=address[1])
+        peer = await factory2.first
+        self.addCleanup(peer.abort)  # before tx.close(), which would flush
+        await eventually(lambda: tx.connected)
+        return tx, peer, sends
+
+    @as_deferred
+    async def test_send_timeout_after_reconnect_withdraws_item(self) -> None:
+        """
+        A backlog send that is flushed into the new connection's queue and
+        then times out (C{send_timeout=}) is withdrawn: its item is never
+        sent, like any other timed-out send.
+        """
+        tx, peer, sends = await self._backlog_flushed_into_stalled_peer(100, send_timeout=1.5)
+        outcomes: List[List[Any]] = [[] for _ in sends]
+        for d, outcome in zip(sends, outcomes):
+            swallow(d, outcome)
+        await eventually(lambda: all(outcomes), timeout=10)
+        timed_out = [
+            i for i, outcome in enumerate(outcomes)
+            if isinstance(outcome[0], Failure) and outcome[0].check(TimeoutError)
+        ]
+        self.assertTrue(timed_out, "no backlog send timed out; the test did not stall the peer")
+        peer.resume()
+        await sleep(1.0)
+        numbers = [int.from_bytes(f[:4], "big") for f in peer.frames]
+        delivered_after_timeout = sorted(set(numbers) & set(timed_out))
+        self.assertEqual(
+            len(delivered_after_timeout), 0,
+            f"{len(delivered_after_timeout)} item(s) whose send() failed with TimeoutError "
+            f"were delivered anyway (of {len(timed_out)} timed out)",
+        )
+
+    @as_deferred
+    async def test_cancel_after_reconnect_withdraws_item(self) -> None:
+        """
+        Cancelling a backlog send after it was flushed into the new
+        connection's queue withdraws its item.
+        """
+        tx, peer, sends = await self._backlog_flushed_into_stalled_peer(100)
+        await sleep(0.2)
+        last = sends[-1]
+        self.assertFalse(last.called, "the last backlog item was written; the peer did not stall")
+        outcomes: List[Any] = []
+        swallow(last, outcomes)
+        last.cancel()
+        self.assertEqual(len(outcomes), 1)
+        self.assertTrue(outcomes[0].check(CancelledError))
+        peer.resume()
+        for d in sends[:-1]:
+            await d
+        await sleep(0.5)
+        numbers = [int.from_bytes(f[:4], "big") for f in peer.frames]
+        self.assertNotIn(len(sends) - 1, numbers, "the cancelled item was sent")
+        self.assertEqual(numbers, list(range(len(sends) - 1)))
 
     @as_deferred
     async def test_close_fails_backlog(self) -> None:
