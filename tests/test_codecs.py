@@ -218,7 +218,7 @@ class JsonCodecTests(SynchronousTestCase):
             x: int
 
         for item in [datetime.datetime(2020, 1, 1), uuid.UUID(int=1), Colour.RED, Point(1)]:
-            outcomes = []
+            outcomes: List[Any] = []
             for codec in self.codecs:
                 try:
                     outcomes.append(codec.encode(item))
@@ -514,7 +514,7 @@ class BarrierCodecTests(SynchronousTestCase):
         C{b"\\x00"} decodes to C{None}; anything else raises C{DecodeError}.
         """
         codec = BarrierCodec()
-        self.assertIsNone(codec.decode(b"\x00"))
+        self.assertIsNone(codec.decode(b"\x00"))  # type: ignore[func-returns-value]
         for bad in [b"", b"\x01", b"\x00\x00"]:
             e = self.assertRaises(DecodeError, codec.decode, bad)
             self.assertEqual(e.codec, "barrier")

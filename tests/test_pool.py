@@ -49,7 +49,7 @@ class Client(Protocol):
         self.lost.callback(None)
 
     def connectionMade(self) -> None:
-        host = self.transport.getHost()  # type: ignore[union-attr]
+        host: Any = self.transport.getHost()  # type: ignore[union-attr]
         # This client's own address: the pool's peer address for it.
         self.address: Address = (host.host, host.port)
 
@@ -69,7 +69,7 @@ class LogCapture:
         self.events: List[Dict[str, Any]] = []
         observer = self.events.append
         globalLogPublisher.addObserver(observer)  # type: ignore[arg-type]
-        test.addCleanup(globalLogPublisher.removeObserver, observer)
+        test.addCleanup(globalLogPublisher.removeObserver, observer)  # type: ignore[arg-type]
 
     def messages(self, level: LogLevel) -> List[str]:
         """

@@ -425,7 +425,7 @@ class SendingTests(SynchronousTestCase):
         ds = [protocol.send_frame(bytes([i]) * (i + 1)) for i in range(5)]
         for i, d in enumerate(ds):
             self.assertFalse(fired(d))
-            d.addCallback(lambda _, i=i: order.append(i))
+            d.addCallback(lambda _, i: order.append(i), i)
         self.assertEqual(transport.value(), b"")
         self.assertEqual(protocol.queued_bytes, sum(1 + i + 1 for i in range(5)))
         protocol.resumeProducing()
