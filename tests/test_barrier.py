@@ -10,7 +10,9 @@ from typing import Any, List, Tuple
 
 from twisted.internet import reactor as global_reactor
 from twisted.internet.defer import gatherResults
-from twisted.trial.unittest import TestCase
+from twisted.internet.testing import MemoryReactorClock
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tsyncp_tx import barrier
 from tsyncp_tx.errors import ConnectError, ConnectionClosed, TimeoutError
@@ -20,6 +22,7 @@ from .test_channel import (
     RecordingServerEndpoint,
     capture_logs,
     connect_raw,
+    fake_peer,
     free_port,
     logged,
     port_of,
@@ -307,3 +310,83 @@ class BarrierTests(TestCase):
         self.addCleanup(barriers[0].close)
         await w.wait()
         self.assertEqual(barriers[0].generation, 1)
+
+
+class BarrierLogicTests(SynchronousTestCase):
+    """
+    The barrier's bookkeeping driven by hand with C{MemoryReactorClock}
+    and string transports.
+    """
+
+    def test_parties_generations(self) -> None:
+        """
+        With C{parties=2}: connecting counts as waiting; the second waiter
+        triggers a release written as C{01 00} to both; C{01 00} from a
+        waiter counts it again; C{on_release} gets the generation and the
+        released addresses.
+        """
+        reactor = MemoryReactorClock()
+        released: List[Tuple[int, List[Any]]] = []
+        b = self.successResultOf(
+            barrier.barrier_on(
+                9000, parties=2, reactor=reactor,
+                on_release=lambda g, a: released.append((g, sorted(a))),
+            )
+        )
+        p1, t1 = fake_peer(reactor, 5001)
+        reactor.advance(0)
+        self.assertEqual((b.waiting, b.generation, t1.value()), (1, 0, b""))
+        p2, t2 = fake_peer(reactor, 5002)
+        reactor.advance(0)
+        self.assertEqual((b.waiting, b.generation), (0, 1))
+        self.assertEqual((t1.value(), t2.value()), (RELEASE_FRAME, RELEASE_FRAME))
+        p1.dataReceived(RELEASE_FRAME)
+        reactor.advance(0)
+        self.assertEqual((b.waiting, b.generation, t1.value()), (1, 1, RELEASE_FRAME))
+        p2.dataReceived(RELEASE_FRAME[:1])
+        self.assertEqual(b.waiting, 1)
+        p2.dataReceived(RELEASE_FRAME[1:])
+        reactor.advance(0)
+        self.assertEqual((b.waiting, b.generation), (0, 2))
+        self.assertEqual((t1.value(), t2.value()), (RELEASE_FRAME * 2, RELEASE_FRAME * 2))
+        everyone = [("127.0.0.1", 5001), ("127.0.0.1", 5002)]
+        self.assertEqual(released, [(1, everyone), (2, everyone)])
+
+    def test_manual_release_and_departure(self) -> None:
+        """
+        C{release()} fires with the number of connected waiters; a waiter
+        that left is neither waiting nor released.
+        """
+        from twisted.internet.error import ConnectionDone
+
+        reactor = MemoryReactorClock()
+        left: List[Any] = []
+        b = self.successResultOf(
+            barrier.barrier_on(9000, reactor=reactor, on_disconnect=lambda a, r: left.append(a))
+        )
+        peers = [fake_peer(reactor, 5000 + i) for i in range(3)]
+        self.assertEqual(b.waiting, 3)
+        peers[1][0].connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(left, [("127.0.0.1", 5001)])
+        self.assertEqual((b.waiting, len(b)), (2, 2))
+        self.assertEqual(self.successResultOf(b.release()), 2)
+        reactor.advance(0)
+        self.assertEqual(
+            [t.value() for _, t in peers], [RELEASE_FRAME, b"", RELEASE_FRAME]
+        )
+        self.assertEqual((b.waiting, b.generation), (0, 1))
+
+    def test_bad_frame_aborts(self) -> None:
+        """
+        A frame other than C{01 00} aborts that connection with a logged
+        reason, before counting it as waiting.
+        """
+        logs = capture_logs(self)
+        reactor = MemoryReactorClock()
+        b = self.successResultOf(barrier.barrier_on(9000, reactor=reactor))
+        p, t = fake_peer(reactor, 5001)
+        b.release()
+        p.dataReceived(b"\x02\x00\x00")
+        self.assertEqual(b.waiting, 0)
+        self.assertTrue(t.disconnecting or getattr(t, "disconnected", False))
+        self.assertTrue(logged(logs, "5001", "barrier"), logs)

@@ -18,6 +18,7 @@ import time
 from typing import Any, Callable, Coroutine, List, Optional, Tuple
 
 from twisted.internet import reactor as global_reactor
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import CancelledError, Deferred, gatherResults
 from twisted.internet.endpoints import (
     TCP4ClientEndpoint,
@@ -27,9 +28,10 @@ from twisted.internet.endpoints import (
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
 
 from tsyncp_tx import channel
@@ -218,6 +220,49 @@ async def connect_raw(test: TestCase, port: int) -> RawClient:
 
     test.addCleanup(lambda: Deferred.fromCoroutine(close()))
     return client
+
+
+class FakeTCPTransport(StringTransport):
+    """
+    A C{StringTransport} that also takes TCP socket options, as the
+    library's protocol sets C{TCP_NODELAY} on TCP connections.
+
+    @ivar nodelay: The last C{setTcpNoDelay} value.
+    """
+
+    nodelay = False
+
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        """
+        Record the option.
+
+        @param enabled: Its value.
+        """
+        self.nodelay = enabled
+
+
+def fake_peer(
+    reactor: MemoryReactorClock, client_port: int, server: int = 0
+) -> Tuple[Protocol, FakeTCPTransport]:
+    """
+    Connect a fake peer, 127.0.0.1:C{client_port}, to a channel object
+    listening on C{reactor} (a C{MemoryReactorClock}).
+
+    @param reactor: The reactor the channel object listens with.
+    @param client_port: The fake peer's port (its address is
+        C{("127.0.0.1", client_port)}).
+    @param server: Which of the reactor's TCP listeners.
+    @return: The channel's protocol for this connection, and the
+        transport holding what the channel wrote to the peer.
+    """
+    port, factory, _, interface = reactor.tcpServers[server]
+    peer = IPv4Address("TCP", "127.0.0.1", client_port)
+    protocol = factory.buildProtocol(peer)
+    transport = FakeTCPTransport(
+        hostAddress=IPv4Address("TCP", interface or "127.0.0.1", port), peerAddress=peer
+    )
+    protocol.makeConnection(transport)
+    return protocol, transport
 
 
 def port_of(obj: Any) -> int:
@@ -846,6 +891,23 @@ class RetryTests(TestCase):
         self.assertEqual(error.address, f"127.0.0.1:{port}")
 
     @as_deferred
+    async def test_refused_attempts_are_fast(self) -> None:
+        """
+        A refused attempt to an IP address fails as soon as the refusal
+        arrives, so C{retry=(0.01, 4)} (five attempts) gives up in well
+        under half a second; retry intervals are not stretched by the
+        connector's own delays.
+        """
+        port = free_port()
+        start = time.monotonic()
+        error = await self.assertFailure(
+            channel.channel_to(("127.0.0.1", port), retry=(0.01, 4)), ConnectError
+        )
+        elapsed = time.monotonic() - start
+        self.assertEqual(error.attempts, 5)
+        self.assertLess(elapsed, 0.5)
+
+    @as_deferred
     async def test_retry_until_listener_appears(self) -> None:
         """
         C{retry=(0.05, 3)} connects to a listener started about 0.1 s
@@ -952,3 +1014,53 @@ class RetryTests(TestCase):
         """
         self.assertRaises(ValueError, channel.channel_to, 1, retry="soon")
         self.assertRaises(ValueError, channel.channel_to, 1, retry=(-1, 2))
+
+
+class ChannelLogicTests(SynchronousTestCase):
+    """
+    Channel logic driven by hand with C{MemoryReactorClock} and string
+    transports: deterministic, no network.
+    """
+
+    def test_accept_and_partial_frames(self) -> None:
+        """
+        C{channel_on} fires when the peer connects; a frame split into
+        single bytes is delivered once complete; a send is framed on the
+        wire as C{header + JSON}.
+        """
+        reactor = MemoryReactorClock()
+        d = channel.channel_on(8000, reactor=reactor)
+        self.assertNoResult(d)
+        protocol, transport = fake_peer(reactor, 5001)
+        ch = self.successResultOf(d)
+        self.assertEqual(ch.peer_address, ("127.0.0.1", 5001))
+        self.assertTrue(transport.nodelay)
+        received = ch.recv(with_addr=True)
+        for byte in b'\x07{"a":1}':
+            self.assertNoResult(received)
+            protocol.dataReceived(bytes([byte]))
+        self.assertEqual(self.successResultOf(received), ({"a": 1}, ("127.0.0.1", 5001)))
+        self.successResultOf(ch.send([1, 2]))
+        reactor.advance(0)  # small frames of one turn are written together
+        self.assertEqual(transport.value(), b"\x05[1,2]")
+
+    def test_lost_connection_reason(self) -> None:
+        """
+        A connection lost uncleanly fails pending C{recv()} with
+        C{ConnectionClosed} whose C{reason} is the loss; items that arrived
+        before are received first.
+        """
+        from twisted.internet.error import ConnectionLost
+
+        reactor = MemoryReactorClock()
+        ch = self.successResultOf(channel.channel_on(8000, accept=0, reactor=reactor))
+        protocol, _ = fake_peer(reactor, 5002)
+        protocol.dataReceived(b"\x01" b"1")
+        protocol.connectionLost(Failure(ConnectionLost("cable cut")))
+        self.assertEqual(self.successResultOf(ch.recv()), 1)
+        error = self.failureResultOf(ch.recv(), ConnectionClosed).value
+        self.assertEqual(error.address, ("127.0.0.1", 5002))
+        self.assertIsInstance(error.reason, ConnectionLost)
+        self.assertIn("cable cut", str(error))
+        self.failureResultOf(ch.recv(), ConnectionClosed)
+        self.successResultOf(ch.close())

@@ -4,13 +4,15 @@ Tests for L{tsyncp_tx.multi_channel} over real loopback TCP.
 
 from __future__ import annotations
 
+import os
 from typing import Any, List, Tuple
 
 from twisted.internet import reactor as global_reactor
 from twisted.internet.defer import CancelledError, gatherResults
 from twisted.internet.error import ConnectionDone
 from twisted.python.failure import Failure
-from twisted.trial.unittest import TestCase
+from twisted.internet.testing import MemoryReactorClock
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tsyncp_tx import broadcast, channel, mpsc, multi_channel
 from tsyncp_tx.errors import ChannelClosed, ConnectError, ConnectionClosed
@@ -20,9 +22,11 @@ from .test_channel import (
     CountingCodec,
     RecordingServerEndpoint,
     capture_logs,
+    fake_peer,
     logged,
     port_of,
     run,
+    short_temp_dir,
 )
 
 
@@ -426,6 +430,39 @@ class MultiChannelTests(TestCase):
             await self.assertFailure(p.recv(), ConnectionClosed)
 
     @as_deferred
+    async def test_address_forms(self) -> None:
+        """
+        C{"host:port"}, C{(host, port)}, a bare port and a UNIX socket path
+        as listening addresses, with peers connecting to each.
+        """
+        for listen_at in ("127.0.0.1:0", ("127.0.0.1", 0), 0):
+            mc = await self.listen_at(listen_at)
+            host, port = mc.local_address
+            self.assertEqual(host, "127.0.0.1")
+            peer = await self.peer(mc)
+            await peer.send(str(listen_at))
+            self.assertEqual(await mc.recv(), str(listen_at))
+        path = os.path.join(short_temp_dir(self), "mc.sock")
+        mc = await self.listen_at(f"unix:{path}")
+        self.assertEqual(mc.local_address, path)
+        peers = []
+        for _ in range(2):
+            peers.append(await channel.channel_to(f"unix:{path}"))
+            self.addCleanup(peers[-1].close)
+        await eventually(lambda: len(mc.addresses) == 2)
+        self.assertEqual(await mc.send("both"), 2)
+        for p in peers:
+            self.assertEqual(await p.recv(), "both")
+
+    async def listen_at(self, address: Any) -> multi_channel.MultiChannel:
+        """
+        A multi-channel listening at C{address}, closed after the test.
+        """
+        mc = await multi_channel.channel_on(address)
+        self.addCleanup(mc.close)
+        return mc
+
+    @as_deferred
     async def test_closed_channel(self) -> None:
         """
         After C{close()}: C{recv()} and C{accept()} fail with
@@ -455,3 +492,75 @@ class MultiChannelTests(TestCase):
         await self.assertFailure(d, CancelledError)
         await self.assertFailure(first.recv(), ConnectionClosed)
         await self.assertFailure(channel.channel_to(port), ConnectError)
+
+
+class MultiChannelLogicTests(SynchronousTestCase):
+    """
+    Multi-channel logic driven by hand with C{MemoryReactorClock} and
+    string transports.
+    """
+
+    def test_fan_out_bytes(self) -> None:
+        """
+        C{send()}, C{send(to=)} and C{send(filter=)} write the same frame
+        bytes to exactly the chosen peers, encoding once per call.
+        """
+        reactor = MemoryReactorClock()
+        codec = CountingCodec()
+        mc = self.successResultOf(multi_channel.channel_on(9000, codec=codec, reactor=reactor))
+        peers = [fake_peer(reactor, 5000 + i) for i in range(3)]
+        addresses = [("127.0.0.1", 5000 + i) for i in range(3)]
+        self.assertEqual(mc.addresses, addresses)
+        self.assertEqual(self.successResultOf(mc.send(1)), 3)
+        self.assertEqual(self.successResultOf(mc.send(2, to=[addresses[1]])), 1)
+        self.assertEqual(
+            self.successResultOf(mc.send(3, filter=lambda a: a[1] != 5001)), 2
+        )
+        reactor.advance(0)
+        self.assertEqual(codec.encoded, 3)
+        values = [t.value() for _, t in peers]
+        self.assertEqual(values, [b"\x011\x013", b"\x011\x012", b"\x011\x013"])
+
+    def test_limit_and_filter_refuse(self) -> None:
+        """
+        A connection past C{limit} or rejected by C{accept_filter} is
+        closed at once; its frames are not delivered and C{on_accept} is
+        not called for it.
+        """
+        reactor = MemoryReactorClock()
+        joined: List[Any] = []
+        mc = self.successResultOf(
+            multi_channel.channel_on(
+                9000, limit=2, accept_filter=lambda a: a[1] != 6666,
+                on_accept=joined.append, reactor=reactor,
+            )
+        )
+        rejected, rejected_t = fake_peer(reactor, 6666)
+        self.assertTrue(rejected_t.disconnecting)
+        a, _ = fake_peer(reactor, 5001)
+        fake_peer(reactor, 5002)
+        extra, extra_t = fake_peer(reactor, 5003)
+        self.assertTrue(extra_t.disconnecting)
+        self.assertEqual(joined, [("127.0.0.1", 5001), ("127.0.0.1", 5002)])
+        received = mc.recv(with_addr=True)
+        extra.dataReceived(b"\x01" b"9")
+        rejected.dataReceived(b"\x01" b"8")
+        self.assertNoResult(received)
+        a.dataReceived(b"\x01" b"7")
+        self.assertEqual(self.successResultOf(received), (7, ("127.0.0.1", 5001)))
+
+    def test_accept_counts(self) -> None:
+        """
+        C{accept=2} fires on the second connection; C{accept(n)} later
+        counts from there.
+        """
+        reactor = MemoryReactorClock()
+        d = multi_channel.channel_on(9000, accept=2, reactor=reactor)
+        fake_peer(reactor, 5001)
+        self.assertNoResult(d)
+        fake_peer(reactor, 5002)
+        mc = self.successResultOf(d)
+        more = mc.accept(1)
+        self.assertNoResult(more)
+        fake_peer(reactor, 5003)
+        self.assertEqual(self.successResultOf(more), 1)

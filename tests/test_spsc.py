@@ -11,7 +11,8 @@ from typing import Any, Callable, List, Tuple
 from twisted.internet import reactor as global_reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
-from twisted.trial.unittest import TestCase
+from twisted.internet.testing import MemoryReactorClock
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tsyncp_tx import spsc
 from tsyncp_tx.codecs import RawCodec
@@ -22,6 +23,7 @@ from .test_channel import (
     RecordingServerEndpoint,
     capture_logs,
     connect_raw,
+    fake_peer,
     free_port,
     logged,
     port_of,
@@ -211,3 +213,31 @@ class SpscTests(TestCase):
             self.addCleanup(listeners[0].close)
             await listeners[0].accept()
             await self.check_pair(listeners[0], connecting, listener_sends)
+
+
+class SpscLogicTests(SynchronousTestCase):
+    """
+    The single-peer rule driven by hand with C{MemoryReactorClock} and
+    string transports.
+    """
+
+    def test_second_connection_closed(self) -> None:
+        """
+        While the first peer is connected, a second connection is closed at
+        once, logged, and its frames are not delivered.
+        """
+        logs = capture_logs(self)
+        reactor = MemoryReactorClock()
+        d = spsc.receiver_on(9000, reactor=reactor)
+        first, first_t = fake_peer(reactor, 5001)
+        rx = self.successResultOf(d)
+        second, second_t = fake_peer(reactor, 5002)
+        self.assertTrue(second_t.disconnecting)
+        self.assertFalse(first_t.disconnecting)
+        self.assertTrue(logged(logs, "Refusing", "5002"), logs)
+        received = rx.recv()
+        second.dataReceived(b"\x01" b"2")
+        self.assertNoResult(received)
+        first.dataReceived(b"\x01" b"1")
+        self.assertEqual(self.successResultOf(received), 1)
+        self.assertEqual(rx.peer_address, ("127.0.0.1", 5001))
