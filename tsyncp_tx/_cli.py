@@ -20,6 +20,7 @@ from typing import Any, Callable, Coroutine, Dict, List, Optional, Sequence
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.defer import TimeoutError as DeferredTimeoutError
+from twisted.internet.error import ConnectionDone
 from twisted.python.failure import Failure
 
 from . import __version__, barrier, broadcast, mpsc
@@ -197,8 +198,6 @@ def _warn_decode(error: DecodeError) -> None:
 
 
 def _lost(reasons: List[Failure]) -> Optional[str]:
-    from twisted.internet.error import ConnectionDone
-
     for reason in reasons:
         if not reason.check(ConnectionDone):
             return " ".join((reason.getErrorMessage() or "connection lost").split())
@@ -210,9 +209,18 @@ async def cmd_send(reactor: Any, args: argparse.Namespace, items: List[Any]) -> 
     C{tsyncp send}.
     """
     lost: List[Failure] = []
+    closing: List[bool] = []
+
+    def on_disconnect(address: Any, reason: Failure) -> None:
+        # Before our close(), even a clean close means the receiver went
+        # away (or refused us, as a TLS server does with plain TCP).
+        if not closing and reason.check(ConnectionDone):
+            reason = Failure(Exception("the receiver closed the connection"))
+        lost.append(reason)
+
     sender = await mpsc.sender_to(
         connect_address(args.addr), codec=make_codec(args.codec), retry=_retry(args),
-        on_disconnect=lambda address, reason: lost.append(reason), reactor=reactor,
+        on_disconnect=on_disconnect, reactor=reactor,
     )
     progress = Progress(reactor, sys.stderr, "sent")
     try:
@@ -228,6 +236,7 @@ async def cmd_send(reactor: Any, args: argparse.Namespace, items: List[Any]) -> 
                 reader.close()
     finally:
         progress.finish()
+        closing.append(True)
         await sender.close()
     problem = _lost(lost)
     if problem is not None:

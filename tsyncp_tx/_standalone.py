@@ -568,6 +568,7 @@ class LineReader:
         self._reads = _ThreadedReads(reactor, self._fd)
         self._rest = b""
         self._eof = False
+        self._error: Optional[InputError] = None
         self.lines = 0
 
     async def read(self) -> List[Any]:
@@ -579,6 +580,8 @@ class LineReader:
         @raise InputError: For a line that is not a valid item.
         @raise OSError: If reading fails.
         """
+        if self._error is not None:
+            raise self._error
         while True:
             if self._eof:
                 if not self._rest:
@@ -605,12 +608,20 @@ class LineReader:
                 return items
 
     def _parse(self, lines: List[bytes]) -> List[Any]:
+        # The items before a bad line are returned first; the error is
+        # raised by the next call, so they are not lost with it.
         items = []
         loads = self._fmt.loads
         for line in lines:
             self.lines += 1
             if line.strip():
-                items.append(loads(line, f"{self.name} line {self.lines}"))
+                try:
+                    items.append(loads(line, f"{self.name} line {self.lines}"))
+                except InputError as e:
+                    if not items:
+                        raise
+                    self._error = e
+                    break
         return items
 
     def close(self) -> None:

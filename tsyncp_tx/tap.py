@@ -14,6 +14,7 @@ See C{docs/cli.md}.
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Callable, List, Optional
 
 from twisted.application.service import IService, Service
@@ -73,6 +74,19 @@ def _now(d: Deferred[Any]) -> List[Any]:
     return box
 
 
+def _startup_failure(message: str) -> SystemExit:
+    """
+    The exception ending twistd at start-up with C{message}: printed through
+    the log (twistd redirects C{sys.stderr} there) and, when the log goes
+    elsewhere, on the real standard error too, so the terminal shows it.
+    """
+    real = sys.__stderr__
+    if real is not None and sys.stderr is not real:
+        real.write(message + "\n")
+        real.flush()
+    return SystemExit(message)
+
+
 class _StandaloneService(Service):
     """
     Common life cycle: bind (and open files) in C{privilegedStartService},
@@ -112,7 +126,7 @@ class _StandaloneService(Service):
         result = _now(d)
         if result and isinstance(result[0], Failure):
             d.addErrback(lambda _: None)
-            raise SystemExit(
+            raise _startup_failure(
                 f"tsyncp {self.command}: cannot listen on {description}: "
                 f"{_describe_failure(result[0])}"
             )
@@ -220,7 +234,6 @@ class BarrierService(_StandaloneService):
                 self.endpoint,
                 parties=self.parties,
                 on_release=self._released,
-                on_accept=self._log_joined("waiter"),
                 reactor=self.reactor,
             ),
             self.description,
@@ -276,7 +289,7 @@ class SinkService(_StandaloneService):
         try:
             self.writer = LineWriter(self.output, LineFormat(self.codec), self.fsync)
         except OSError as e:
-            raise SystemExit(f"tsyncp sink: cannot open --output {self.output}: {e.strerror}")
+            raise _startup_failure(f"tsyncp sink: cannot open --output {self.output}: {e.strerror}")
         if self.writer.repaired:
             self.log.warn("{path} ended with a partial line; appending after it", path=self.output)
         self._ready = self._listen(
@@ -359,7 +372,7 @@ class SourceService(_StandaloneService):
         try:
             self.reader = LineReader(self.reactor, self.input, LineFormat(self.codec))
         except OSError as e:
-            raise SystemExit(f"tsyncp source: cannot open --input {self.input}: {e.strerror}")
+            raise _startup_failure(f"tsyncp source: cannot open --input {self.input}: {e.strerror}")
         joined = self._log_joined("receiver")
 
         def on_accept(address: Any) -> None:
