@@ -151,9 +151,9 @@ class ServerEndpointTests(SynchronousTestCase):
             error = self.assertRaises(ValueError, server_endpoint, reactor, bad)
             self.assertIn(repr(bad), str(error))
             self.assertIn("host:port", str(error))
-        for bad in (3.5, None, ("h", 80, 1), ["127.0.0.1", 80], b"127.0.0.1:80"):
-            error = self.assertRaises(ValueError, server_endpoint, reactor, bad)
-            self.assertIn(repr(bad), str(error))
+        for other in (3.5, None, ("h", 80, 1), ["127.0.0.1", 80], b"127.0.0.1:80"):
+            error = self.assertRaises(ValueError, server_endpoint, reactor, other)
+            self.assertIn(repr(other), str(error))
         error = self.assertRaises(ValueError, server_endpoint, reactor, ("h", "80"))
         self.assertIn("port must be an int", str(error))
         error = self.assertRaises(ValueError, server_endpoint, reactor, True)

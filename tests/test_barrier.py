@@ -15,6 +15,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tsyncp_tx import barrier
+from tsyncp_tx.barrier import Barrier, Waiter
 from tsyncp_tx.errors import ConnectError, ConnectionClosed, TimeoutError
 
 from ._util import LOOPBACK, as_deferred, eventually, sleep
@@ -39,7 +40,7 @@ class BarrierTests(TestCase):
 
     timeout = 30
 
-    async def barrier(self, **options: Any) -> barrier.Barrier:
+    async def barrier(self, **options: Any) -> Barrier:
         """
         A barrier on a free loopback port, closed after the test.
         """
@@ -47,7 +48,7 @@ class BarrierTests(TestCase):
         self.addCleanup(b.close)
         return b
 
-    async def waiter(self, address: Any, **options: Any) -> barrier.Waiter:
+    async def waiter(self, address: Any, **options: Any) -> Waiter:
         """
         A waiter connected to C{address}, closed after the test.
         """
@@ -78,7 +79,9 @@ class BarrierTests(TestCase):
         self.assertEqual((b.generation, b.waiting), (1, 0))
         await gatherResults([first, second])
         await sleep(0.05)  # the release has reached w3 before it waits
-        self.assertIsNone(await w3.wait())
+        late = w3.wait()
+        self.assertTrue(late.called)
+        await late
 
     @as_deferred
     async def test_accept_waits_for_late_waiters(self) -> None:
@@ -301,7 +304,7 @@ class BarrierTests(TestCase):
         """
         port = free_port()
         await self.assertFailure(barrier.waiter_to(port), ConnectError)
-        barriers: List[barrier.Barrier] = []
+        barriers: List[Barrier] = []
         global_reactor.callLater(  # type: ignore[attr-defined]
             0.1, lambda: barrier.barrier_on(port, parties=1).addCallback(barriers.append)
         )

@@ -26,8 +26,8 @@ from twisted.internet.endpoints import (
     connectProtocol,
 )
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
+from twisted.internet.protocol import Protocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
@@ -72,7 +72,7 @@ def short_temp_dir(test: TestCase) -> str:
     return path
 
 
-def capture_logs(test: TestCase) -> List[str]:
+def capture_logs(test: SynchronousTestCase) -> List[str]:
     """
     Collect the text of every log event emitted during C{test}.
 
@@ -153,7 +153,7 @@ class RecordingServerEndpoint:
         self.listening: Deferred[int] = Deferred()
         self.port: Optional[IListeningPort] = None
 
-    def listen(self, factory: Factory) -> Deferred[IListeningPort]:
+    def listen(self, factory: IProtocolFactory) -> Deferred[IListeningPort]:
         """
         Listen on 127.0.0.1, port 0.
 
@@ -243,7 +243,7 @@ class FakeTCPTransport(StringTransport):
 
 def fake_peer(
     reactor: MemoryReactorClock, client_port: int, server: int = 0
-) -> Tuple[Protocol, FakeTCPTransport]:
+) -> Tuple[Any, FakeTCPTransport]:
     """
     Connect a fake peer, 127.0.0.1:C{client_port}, to a channel object
     listening on C{reactor} (a C{MemoryReactorClock}).
@@ -257,7 +257,7 @@ def fake_peer(
     """
     port, factory, _, interface = reactor.tcpServers[server]
     peer = IPv4Address("TCP", "127.0.0.1", client_port)
-    protocol = factory.buildProtocol(peer)
+    protocol: Any = factory.buildProtocol(peer)
     transport = FakeTCPTransport(
         hostAddress=IPv4Address("TCP", interface or "127.0.0.1", port), peerAddress=peer
     )
