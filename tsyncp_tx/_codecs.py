@@ -4,7 +4,9 @@ Codecs: items to payload bytes and back.
 
 from __future__ import annotations
 
+import io
 import json
+import re
 from typing import Any, Callable, Optional, Type
 
 from zope.interface import Attribute, Interface, implementer
@@ -52,6 +54,40 @@ _stdlib_encoder = json.JSONEncoder(
 ).encode
 _stdlib_decoder = json.JSONDecoder()
 
+# orjson turns integers beyond 64 bits into floats when decoding; payloads
+# with digit runs that long take the exact stdlib path.
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+
+
+def _orjson_safe(obj: Any) -> bool:
+    """
+    Whether orjson writes exactly the bytes the stdlib encoder writes for
+    C{obj}: plain JSON types only (orjson also serialises dataclasses,
+    datetimes, UUIDs... which the stdlib refuses), 64-bit integers, finite
+    floats spelled the same way (orjson writes 1e-05 as 0.00001).
+    """
+    kind = type(obj)
+    if kind is str or kind is bool or obj is None:
+        return True
+    if kind is int:
+        return -0x8000000000000000 <= obj <= 0xFFFFFFFFFFFFFFFF  # type: ignore[no-any-return]
+    if kind is float:
+        return obj == 0.0 or 1e-4 <= abs(obj) < _INF  # type: ignore[no-any-return]
+    if kind is dict:
+        for key, value in obj.items():
+            if type(key) is not str or not _orjson_safe(value):
+                return False
+        return True
+    if kind is list or kind is tuple:
+        for value in obj:
+            if not _orjson_safe(value):
+                return False
+        return True
+    return False
+
+
+_INF = float("inf")
+
 
 @implementer(ICodec)
 class JsonCodec:
@@ -62,7 +98,10 @@ class JsonCodec:
     Objects keep their key order (Rust peers decoding into a
     C{serde_json::Value} sort keys; decoding into a struct keeps its field
     order).  When U{orjson<https://pypi.org/project/orjson/>} is installed it
-    does the work; the bytes are the same for the same data.
+    does the work for every item it encodes byte for byte like the standard
+    library (plain JSON types); anything else takes the standard library's
+    path, so the bytes, and what can be sent at all, never depend on whether
+    orjson is installed.
 
     NaN and infinities are refused, as JSON has no spelling for them.
     """
@@ -73,6 +112,7 @@ class JsonCodec:
         """
         @param use_orjson: Force (C{True}) or forbid (C{False}) orjson; by
             default it is used when installed.
+        @raise ImportError: If C{use_orjson} is true and orjson is missing.
         """
         if use_orjson and _orjson is None:
             raise ImportError("use_orjson=True but orjson is not installed")
@@ -86,11 +126,8 @@ class JsonCodec:
         @return: Its UTF-8 JSON bytes.
         @raise EncodeError: If it is not serialisable (or holds NaN).
         """
-        if self._orjson is not None and not _has_special_float(obj):
-            try:
-                return self._orjson.dumps(obj)  # type: ignore[no-any-return]
-            except TypeError:
-                pass  # e.g. int keys or huge ints: the stdlib path handles them
+        if self._orjson is not None and _orjson_safe(obj):
+            return self._orjson.dumps(obj)  # type: ignore[no-any-return]
         try:
             return _stdlib_encoder(obj).encode("utf-8")
         except (TypeError, ValueError, RecursionError) as e:
@@ -104,7 +141,7 @@ class JsonCodec:
         @return: The item.
         @raise DecodeError: If the payload is not valid UTF-8 JSON.
         """
-        if self._orjson is not None:
+        if self._orjson is not None and _LONG_DIGITS.search(payload) is None:
             try:
                 return self._orjson.loads(payload)
             except self._orjson.JSONDecodeError:
@@ -118,27 +155,12 @@ class JsonCodec:
         return "JsonCodec()"
 
 
-def _has_special_float(obj: Any) -> bool:
-    # orjson writes NaN/inf as null and floats such as 1e16 without "+";
-    # such items take the stdlib path, which refuses NaN and keeps its own
-    # spelling, so both paths produce the same bytes.
-    if type(obj) is float:
-        return obj != obj or obj in (_INF, -_INF) or not (1e-4 <= abs(obj) < 1e16 or obj == 0)
-    if type(obj) is dict:
-        return any(_has_special_float(v) for v in obj.values())
-    if type(obj) in (list, tuple):
-        return any(_has_special_float(v) for v in obj)
-    return False
-
-
-_INF = float("inf")
-
-
 @implementer(ICodec)
 class CborCodec:
     """
-    CBOR (RFC 8949) through U{cbor2<https://pypi.org/project/cbor2/>}, the
-    payload format of Rust tsyncp's C{cbor} feature (C{serde_cbor}).
+    CBOR (RFC 8949) through U{cbor2<https://pypi.org/project/cbor2/>}: a
+    payload is exactly one CBOR data item (Rust peers can use any CBOR
+    serde codec, e.g. C{ciborium}, in a custom tsyncp codec).
     """
 
     name = "cbor"
@@ -147,7 +169,7 @@ class CborCodec:
         import cbor2
 
         self._dumps = cbor2.dumps
-        self._loads = cbor2.loads
+        self._decoder = cbor2.CBORDecoder
         self._error = cbor2.CBORError
 
     def encode(self, obj: Any) -> bytes:
@@ -171,10 +193,18 @@ class CborCodec:
         @return: The item.
         @raise DecodeError: If the payload is not one valid CBOR item.
         """
+        stream = io.BytesIO(payload)
         try:
-            return self._loads(payload)
+            item = self._decoder(stream).decode()
         except (self._error, TypeError, ValueError, RecursionError, EOFError) as e:
             raise DecodeError(self.name, str(e) or type(e).__name__, bytes(payload)) from e
+        if stream.tell() != len(payload):
+            raise DecodeError(
+                self.name,
+                f"{len(payload) - stream.tell()} bytes after the first item",
+                bytes(payload),
+            )
+        return item
 
     def __repr__(self) -> str:
         return "CborCodec()"

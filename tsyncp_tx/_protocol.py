@@ -182,7 +182,11 @@ class FramedProtocol(Protocol):
         self.connected_ = True
         raw = _raw_transport(transport)
         # UNIX sockets share TCP's transport class but refuse TCP options.
-        if self.nodelay and isinstance(raw.getHost(), (IPv4Address, IPv6Address)):
+        if (
+            self.nodelay
+            and hasattr(raw, "setTcpNoDelay")
+            and isinstance(raw.getHost(), (IPv4Address, IPv6Address))
+        ):
             raw.setTcpNoDelay(True)
         if self.read_size is not None and hasattr(raw, "bufferSize"):
             raw.bufferSize = self.read_size
@@ -433,7 +437,10 @@ class FramedProtocol(Protocol):
         if not self._paused and not self._queue and self.connected_:
             if self._out:
                 self._write_out()
-            self.transport.write(b"".join(parts))  # type: ignore[union-attr]
+            if len(parts) > 2 and max(map(len, payloads)) < _JOIN_BELOW:
+                self.transport.write(b"".join(parts))  # type: ignore[union-attr]
+            else:  # large payloads are not copied
+                self.transport.writeSequence(parts)  # type: ignore[union-attr]
             return None
         return self._enqueue(b"", b"".join(parts), None)
 
@@ -456,6 +463,8 @@ class FramedProtocol(Protocol):
             return
         transport = self.transport
         assert transport is not None
+        if self._out:  # combined frames sent before the pause go first
+            self._write_out()
         written: List[Deferred[None]] = []
         while queue and not self._paused and self.connected_:
             data, size, waiting = queue.popleft()
