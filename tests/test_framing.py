@@ -383,12 +383,18 @@ class DecoderTests(SynchronousTestCase):
 
     def test_refusal_after_good_frames(self) -> None:
         """
-        A bad header behind good frames in the same chunk still raises; the
-        decoder stays failed and raises the same error afterwards.
+        Good frames ahead of a bad header in the same chunk are returned
+        (as Rust tsyncp delivers them before its error); the decoder is then
+        failed, says why in C{failed}, and raises that error on every later
+        call.
         """
         decoder = FrameDecoder(max_frame_length=4)
-        e = self.assertRaises(FrameTooLarge, decoder.feed, b"\x01a\x05hello")
+        self.assertIsNone(decoder.failed)
+        self.assertEqual(decoder.feed(b"\x01a\x05hello"), [b"a"])
+        e = decoder.failed
+        assert isinstance(e, FrameTooLarge)
         self.assertEqual((e.length, e.limit), (5, 4))
+        self.assertEqual(decoder.buffered, 0)
         again = self.assertRaises(FrameTooLarge, decoder.feed, b"\x01a")
         self.assertIs(again, e)
 

@@ -168,6 +168,13 @@ class FrameDecoder:
         return self._buffered
 
     @property
+    def failed(self) -> Optional[FramingError]:
+        """
+        The error that made this decoder unusable, or C{None}.
+        """
+        return self._failed
+
+    @property
     def needed(self) -> int:
         """
         How many more bytes the incomplete frame needs before it can be
@@ -183,7 +190,9 @@ class FrameDecoder:
         @return: The complete payloads, in stream order (possibly none).
         @raise FramingError: If the stream holds a header this decoder
             refuses; the decoder is then unusable and raises the same error
-            on every later call.
+            on every later call.  Complete frames ahead of the bad header
+            are returned first: that call returns them, sets L{failed} and
+            the next call raises.
         """
         if self._failed is not None:
             raise self._failed
@@ -225,6 +234,10 @@ class FrameDecoder:
                 self._parts = []
                 self._buffered = 0
                 self._failed = FrameTooLarge(length, limit)
+                if frames:
+                    # Deliver the good frames ahead of the bad header; the
+                    # error is raised by the next call (see failed).
+                    return frames
                 raise self._failed
             stop = start + length
             if stop > end:

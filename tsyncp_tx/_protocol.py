@@ -207,13 +207,16 @@ class FramedProtocol(Protocol):
 
         @param data: Bytes from the transport.
         """
+        decoder = self.decoder
         try:
-            frames = self.decoder.feed(data)
+            frames = decoder.feed(data)
         except FramingError as e:
             self.protocol_error(str(e))
             return
         if frames and self.kept:
             self.sink.frames_received(self, frames)  # type: ignore[union-attr]
+        if decoder.failed is not None:  # after the good frames ahead of it
+            self.protocol_error(str(decoder.failed))
 
     def protocol_error(self, reason: str) -> None:
         """
