@@ -147,6 +147,30 @@ class Control:
         callback()
 
 
+def run_child(name: str, params: Dict[str, Any], body: Callable[[], None]) -> None:
+    """
+    Run a child's C{body}, under cProfile when the harness asked for it
+    (C{--profile DIR}: the stats go to C{DIR/<name>-<pid>.prof}).
+
+    @param name: The program's name, for the stats file.
+    @param params: The child's params (C{profile}: the directory).
+    @param body: The program.
+    """
+    directory = params.get("profile")
+    if not directory:
+        body()
+        return
+    import cProfile
+
+    profiler = cProfile.Profile()
+    try:
+        profiler.runcall(body)
+    finally:
+        index = params.get("index")
+        suffix = f"-{index}" if index is not None else ""
+        profiler.dump_stats(os.path.join(directory, f"{name}{suffix}-{os.getpid()}.prof"))
+
+
 def child_args(argv: Sequence[str]) -> Tuple[str, str, Dict[str, Any]]:
     """
     Parse a child's command line.
@@ -566,9 +590,10 @@ class Measurement:
     p50: Optional[float] = None
     p99: Optional[float] = None
     detail: str = ""
+    delivered: float = 1.0
 
 
-def measure(case: Case, variant: Variant, count: int, timeout: float) -> Measurement:
+def measure(case: Case, variant: Variant, count: int, timeout: float, profile: Optional[str] = None) -> Measurement:
     """
     Run one variant once.
 
@@ -576,10 +601,13 @@ def measure(case: Case, variant: Variant, count: int, timeout: float) -> Measure
     @param variant: Which side.
     @param count: Items, round trips or generations.
     @param timeout: Seconds for the run.
+    @param profile: A directory for the children's cProfile stats.
     @return: What it measured.
     @raise BenchmarkError: If it failed.
     """
     params = dict(variant.params, count=count, connectors=case.connectors)
+    if profile:
+        params["profile"] = profile
     results = run_programs(variant.module, variant.program, params, case.connectors, timeout)
     if case.metric == "rate":
         return _rate(case, results, count)
@@ -606,10 +634,11 @@ def _rate(case: Case, results: List[Dict[str, Any]], count: int) -> Measurement:
             notes.append(f"receiver {r['index']} got {r['received']:,} of {expected:,} (dropped)")
     # Several receivers (broadcast): the per-receiver rate is their mean.
     value = statistics.mean(rates)
+    delivered = sum(r["received"] for r in results) / sum(r.get("expected", count) for r in results)
     detail = "; ".join(notes)
     if len(rates) > 1:
         detail = (detail + "; " if detail else "") + "per receiver " + ", ".join(f"{x:,.0f}" for x in rates)
-    return Measurement(value, detail=detail)
+    return Measurement(value, detail=detail, delivered=delivered)
 
 
 def _barrier(results: List[Dict[str, Any]], generations: int) -> Measurement:
@@ -682,7 +711,12 @@ def fmt_value(row: Row) -> str:
         return "ERROR"
     case = row.case
     if case.metric == "rate":
-        return fmt_rate(row.median, case.item_bytes)
+        text = fmt_rate(row.median, case.item_bytes)
+        delivered = statistics.median(m.delivered for m in row.values) if row.values else 1.0
+        if delivered < 1.0:
+            # PUB/SUB drops at its high-water mark: the rate counts what arrived.
+            text += f", {delivered:.0%} delivered"
+        return text
     if case.metric == "latency":
         return f"p50 {row.median_of('p50'):.1f} µs, p99 {row.median_of('p99'):.1f} µs"
     return (f"{row.median:,.0f} gen/s, release p50 {row.median_of('p50'):.1f} µs, "
@@ -768,7 +802,8 @@ def environment() -> str:
     return ", ".join(parts)
 
 
-def run_case(case: Case, runs: int, count: int, timeout: float, verbose: bool) -> List[Row]:
+def run_case(case: Case, runs: int, count: int, timeout: float, verbose: bool,
+             profile: Optional[str] = None) -> List[Row]:
     """
     Run a case's variants interleaved (t, z, extra, t, z, extra, ...),
     printing each run, then its medians and ratios.
@@ -786,7 +821,7 @@ def run_case(case: Case, runs: int, count: int, timeout: float, verbose: bool) -
         measured: Dict[int, Measurement] = {}
         for i, row in enumerate(rows):
             try:
-                m = measure(case, row.variant, count, timeout)
+                m = measure(case, row.variant, count, timeout, profile)
             except BenchmarkError as e:
                 row.error = str(e)
                 print(f"   run {run} {row.variant.label}: ERROR {e}", flush=True)
@@ -871,6 +906,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--no-extra", action="store_true", help="skip the extra (batch, tuned) rows")
     parser.add_argument("--list", action="store_true", help="list the cases and exit")
     parser.add_argument("--json", metavar="PATH", help="also write the raw results as JSON here")
+    parser.add_argument("--profile", metavar="DIR",
+                        help="run every child under cProfile, writing DIR/<module>-<program>-<role>[-i]-<pid>.prof "
+                        "(slows everything down: for finding hotspots, not for figures)")
     parser.add_argument("-v", "--verbose", action="store_true", help="show per-run details")
     args = parser.parse_args(argv)
 
@@ -891,6 +929,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for case in cases:
             case.variants = [v for v in case.variants if v.role != "extra"]
     runs = args.runs if args.runs is not None else (1 if args.quick else 3)
+    if args.profile:
+        args.profile = os.path.abspath(args.profile)
+        os.makedirs(args.profile, exist_ok=True)
     if runs < 1:
         parser.error("--runs must be at least 1")
     timeout = args.timeout if args.timeout is not None else (40.0 if args.quick else 180.0)
@@ -912,7 +953,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         count = args.count if args.count is not None else (case.quick_count if args.quick else case.count)
         if count < 2:
             parser.error("--count must be at least 2")
-        rows = run_case(case, runs, count, timeout, args.verbose)
+        rows = run_case(case, runs, count, timeout, args.verbose, args.profile)
         failed = failed or any(r.error is not None for r in rows)
         all_rows.append(rows)
 

@@ -19,7 +19,7 @@ from typing import Any, Callable, Coroutine, Dict, List, Optional, Tuple
 from twisted.internet import task
 from twisted.internet.defer import Deferred
 
-from benchmarks._harness import DICT_PAD, Control, child_args, cpu_seconds, emit, percentile
+from benchmarks._harness import DICT_PAD, Control, child_args, cpu_seconds, emit, percentile, run_child
 
 LOOPBACK = "127.0.0.1:0"
 
@@ -286,7 +286,11 @@ def main(argv: List[str]) -> None:
     program, role, params = child_args(argv)
     control = Control(params.get("deadline", 300))
     run = PROGRAMS[(program, role)]
-    task.react(lambda reactor: Deferred.fromCoroutine(run(reactor, control, params)))
+    run_child(
+        f"tsyncp-{program}-{role}",
+        params,
+        lambda: task.react(lambda reactor: Deferred.fromCoroutine(run(reactor, control, params))),
+    )
 
 
 if __name__ == "__main__":

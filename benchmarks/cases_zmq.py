@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, List, Tuple
 
 import zmq
 
-from benchmarks._harness import DICT_PAD, Control, child_args, cpu_seconds, emit, percentile
+from benchmarks._harness import DICT_PAD, Control, child_args, cpu_seconds, emit, percentile, run_child
 
 LINGER_MS = 30_000
 
@@ -226,7 +226,7 @@ def main(argv: List[str]) -> None:
     control = Control(params.get("deadline", 300))
     ctx = zmq.Context()
     try:
-        PROGRAMS[(program, role)](ctx, control, params)
+        run_child(f"zmq-{program}-{role}", params, lambda: PROGRAMS[(program, role)](ctx, control, params))
     except BaseException:
         ctx.destroy(linger=0)
         raise
