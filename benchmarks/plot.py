@@ -124,7 +124,7 @@ def plot(medians: Dict[str, Dict[int, float]], out: str, title: str, note: str) 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter, NullFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(8, 8), dpi=110)
     styles = {"tsyncp_tx": ("tab:blue", "-", "o"), "tsyncp_tx tuned": ("tab:cyan", "--", "s"),
@@ -141,6 +141,7 @@ def plot(medians: Dict[str, Dict[int, float]], out: str, title: str, note: str) 
         axis.set_xscale("log", base=2)
         axis.set_yscale("log")
         axis.grid(True, which="both", alpha=0.25)
+        axis.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
         axis.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
         axis.yaxis.set_minor_formatter(NullFormatter())
         axis.xaxis.set_minor_formatter(NullFormatter())
