@@ -217,6 +217,22 @@ class DisconnectTests(TestCase):
         await self.assertFailure(rx.recv(), ConnectionClosed)
 
     @as_deferred
+    async def test_single_receiver_recv_fails_after_framing_error(self) -> None:
+        """
+        A single-peer receiver whose peer breaks the framing closes that
+        connection and fails C{recv()} with L{ConnectionClosed} (carrying
+        a reason), after delivering the frames that came before.
+        """
+        rx = await spsc.receiver_on(LOOPBACK, accept=0)
+        self.addCleanup(rx.close)
+        raw = await connect_raw(self, rx.local_address)
+        raw.send(frame("ok") + b"\xff\xff\xff\xff")
+        self.assertEqual(await rx.recv(), "ok")
+        error = await self.assertFailure(rx.recv(timeout=10), ConnectionClosed)
+        self.assertEqual(error.address, raw.address)
+        self.assertIsNotNone(error.reason)
+
+    @as_deferred
     async def test_broadcast_receiver_recv_fails_after_reset(self) -> None:
         """
         A broadcast receiver whose sender resets the connection fails its
@@ -284,6 +300,38 @@ class ReconnectTests(TestCase):
         await sleep(0.2)
         self.assertEqual(len(rx2), 0, "extra (duplicated) items arrived")
         self.assertEqual(got, list(range(10, 30)))
+
+    @as_deferred
+    async def test_reconnecting_channel_keeps_receiving(self) -> None:
+        """
+        A C{channel_to(reconnect=True)}: a C{recv()} waiting while the peer
+        is away is not failed, and gets the first item the restarted peer
+        sends; each loss is reported to the sender's C{on_disconnect}.
+        """
+        lost: List[Any] = []
+        server1 = await channel.channel_on(LOOPBACK, accept=0)
+        self.addCleanup(server1.close)
+        port = server1.local_address[1]
+        ch = await channel.channel_to(
+            server1.local_address, reconnect=True, reconnect_policy=lambda failed: 0.05,
+            on_disconnect=lambda a, r: lost.append(a),
+        )
+        self.addCleanup(ch.close)
+        await server1.accept(0)
+        await server1.send("one")
+        self.assertEqual(await ch.recv(), "one")
+        pending = ch.recv()
+        await server1.close()
+        await eventually(lambda: not ch.connected)
+        self.assertEqual(lost, [("127.0.0.1", port)])
+        await sleep(0.2)
+        self.assertFalse(pending.called, "recv() failed although the channel reconnects")
+        server2 = await channel.channel_on(f"tcp:{port}:interface=127.0.0.1", accept=1)
+        self.addCleanup(server2.close)
+        await server2.send("two")
+        self.assertEqual(await pending, "two")
+        await ch.send("back")
+        self.assertEqual(await server2.recv(), "back")
 
     @as_deferred
     async def test_sigkilled_server_restarted(self) -> None:
