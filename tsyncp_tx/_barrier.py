@@ -81,7 +81,7 @@ class Barrier(_Multi):
         if self._core.closed:
             return succeed(0)
         self._generation += 1
-        self.log.info(
+        self.log.debug(
             "Barrier generation {generation}: released {count} waiter(s)",
             generation=self._generation,
             count=len(released),
