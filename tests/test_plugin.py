@@ -272,6 +272,23 @@ class LoopbackDefaultTests(unittest.TestCase):
             finally:
                 await rx.close()
 
+    @as_deferred
+    async def test_tcp6_loopback_by_default(self) -> None:
+        """
+        C{tcp6:PORT} without C{interface=} listens on ::1 only.
+        """
+        from twisted.internet import reactor
+        from twisted.internet.error import CannotListenError
+
+        try:
+            rx = await mpsc.receiver_on(listen_endpoint(reactor, "tcp6:0"))
+        except CannotListenError:
+            raise unittest.SkipTest("no IPv6 loopback here")
+        try:
+            self.assertEqual(rx.local_address[0], "::1")
+        finally:
+            await rx.close()
+
     def test_bad_addresses(self) -> None:
         """
         Unusable addresses raise C{ValueError} saying why.
@@ -774,6 +791,24 @@ class TwistdTests(ServiceTestsMixin, unittest.TestCase):
         status, out, err = await child.finish()
         self.assertEqual(status, 0, (out, err))
         self.assertIn(b"source done: sent 100 item(s)", out)
+
+    @as_deferred
+    async def test_source_child_stdin(self) -> None:
+        """
+        C{source --input -} sends the lines of its standard input.
+        """
+        data = b"".join(b"[%d]\n" % n for n in range(500))
+        child = Child(
+            self,
+            twistd_args("tsyncp", "source", "--listen", "tcp:0", "--input", "-", "--codec", "cbor"),
+            stdin=data,
+        )
+        match = await child.wait_for(rb"source listening on 127\.0\.0\.1:(\d+)")
+        rx = await broadcast.receiver_to(("127.0.0.1", int(match.group(1))), codec=CborCodec())
+        self.addCleanup(rx.close)
+        self.assertEqual([item async for item in rx], [[n] for n in range(500)])
+        status, out, err = await child.finish()
+        self.assertEqual(status, 0, (out, err))
 
     @as_deferred
     async def test_relay_child(self) -> None:

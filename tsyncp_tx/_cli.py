@@ -1,6 +1,6 @@
 """
 The C{tsyncp} command: one-shot sends, receives and barrier waits from
-shells and scripts.
+shells and scripts::
 
     tsyncp send localhost:8001 '{"job": 1}' '{"job": 2}'
     tsyncp recv localhost:8002 --count 10
@@ -15,6 +15,7 @@ standard error), 2 on a usage error.  See C{docs/cli.md}.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any, Callable, Coroutine, Dict, List, Optional, Sequence
 
@@ -193,6 +194,13 @@ async def _listen(reactor: Any, args: argparse.Namespace, make: Callable[[Any], 
         return channel
 
 
+def _is_tty(fd: int) -> bool:
+    try:
+        return os.isatty(fd)
+    except OSError:
+        return False
+
+
 def _warn_decode(error: DecodeError) -> None:
     sys.stderr.write(f"{PROG}: warning: skipping a payload: {decode_error_message(error)}\n")
 
@@ -222,7 +230,8 @@ async def cmd_send(reactor: Any, args: argparse.Namespace, items: List[Any]) -> 
         connect_address(args.addr), codec=make_codec(args.codec), retry=_retry(args),
         on_disconnect=on_disconnect, reactor=reactor,
     )
-    progress = Progress(reactor, sys.stderr, "sent")
+    # No progress line while the user types the items on the terminal.
+    progress = Progress(reactor, sys.stderr if items or not _is_tty(0) else None, "sent")
     try:
         if items:
             for item in items:
@@ -262,7 +271,8 @@ async def cmd_recv(reactor: Any, args: argparse.Namespace) -> None:
             on_decode_error=_warn_decode, reactor=reactor,
         )
     writer = LineWriter("-", LineFormat(args.codec))
-    progress = Progress(reactor, sys.stderr, "received")
+    # Items printed on the terminal are progress enough.
+    progress = Progress(reactor, None if _is_tty(1) else sys.stderr, "received")
     received = 0
     try:
         received = await pump_receiver_to_lines(receiver, writer, args.count, progress)

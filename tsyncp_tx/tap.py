@@ -1,5 +1,5 @@
 """
-The C{twistd tsyncp} plugin: standalone endpoints built from the public API.
+The C{twistd tsyncp} plugin: standalone endpoints built from the public API::
 
     twistd -n tsyncp barrier --listen tcp:8000 --parties 3
     twistd -n tsyncp sink --listen tcp:8001 --output items.jsonl --fsync
