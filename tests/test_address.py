@@ -13,6 +13,7 @@ from twisted.internet.endpoints import (
     HostnameEndpoint,
     TCP4ClientEndpoint,
     TCP4ServerEndpoint,
+    TCP6ClientEndpoint,
     TCP6ServerEndpoint,
     UNIXClientEndpoint,
     UNIXServerEndpoint,
@@ -201,10 +202,12 @@ class ClientEndpointTests(SynchronousTestCase):
 
     def test_host_port_string(self) -> None:
         """
-        C{"host:port"} gives a C{HostnameEndpoint} to that host and port.
+        C{"host:port"} with an IP literal gives a direct TCP endpoint (no
+        resolver, refusals reported at once); a host name gives a
+        C{HostnameEndpoint}.
         """
         endpoint, connected = self.tcp("127.0.0.1:8000")
-        self.assertIsInstance(endpoint, HostnameEndpoint)
+        self.assertIsInstance(endpoint, TCP4ClientEndpoint)
         self.assertEqual(connected[:2], ("127.0.0.1", 8000))
         endpoint = client_endpoint(MemoryReactor(), "example.com:80")
         self.assertIsInstance(endpoint, HostnameEndpoint)
@@ -216,17 +219,19 @@ class ClientEndpointTests(SynchronousTestCase):
         """
         self.assertEqual(self.tcp(("127.0.0.1", 8001))[1][:2], ("127.0.0.1", 8001))
         endpoint, connected = self.tcp(8002)
-        self.assertIsInstance(endpoint, HostnameEndpoint)
+        self.assertIsInstance(endpoint, TCP4ClientEndpoint)
         self.assertEqual(connected[:2], ("127.0.0.1", 8002))
         self.assertEqual(self.tcp(":8003")[1][:2], ("127.0.0.1", 8003))
 
     def test_ipv6(self) -> None:
         """
-        A bracketed IPv6 host loses its brackets.
+        A bracketed IPv6 host loses its brackets and connects over IPv6.
         """
-        endpoint = client_endpoint(MemoryReactor(), "[::1]:8004")
-        self.assertIsInstance(endpoint, HostnameEndpoint)
-        self.assertEqual(repr(endpoint), "<HostnameEndpoint [::1]:8004>")
+        reactor = MemoryReactor()
+        endpoint = client_endpoint(reactor, "[::1]:8004")
+        self.assertIsInstance(endpoint, TCP6ClientEndpoint)
+        endpoint.connect(_factory())
+        self.assertEqual(reactor.tcpClients[0][:2], ("::1", 8004))
 
     def test_timeout(self) -> None:
         """

@@ -9,8 +9,12 @@ from typing import Any, Tuple, Union
 
 from twisted.internet.endpoints import (
     HostnameEndpoint,
+    TCP4ClientEndpoint,
     TCP4ServerEndpoint,
+    TCP6ClientEndpoint,
     TCP6ServerEndpoint,
+    UNIXClientEndpoint,
+    UNIXServerEndpoint,
     clientFromString,
     serverFromString,
 )
@@ -29,17 +33,23 @@ _DESCRIPTION_TYPES = frozenset(
 )
 
 
+def _check_port(port: int, address: Any) -> int:
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port out of range (0-65535) in address {address!r}")
+    return port
+
+
 def _split_host_port(text: str) -> Tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit():
         raise ValueError(
             f"cannot parse address {text!r}: expected 'host:port', a port "
-            f"number, or an endpoint description such as 'tcp:8000' or "
-            f"'unix:/path'"
+            f"number, an absolute UNIX socket path, or an endpoint "
+            f"description such as 'tcp:8000' or 'unix:/path'"
         )
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
-    return host, int(port)
+    return host, _check_port(int(port), text)
 
 
 def _is_description(text: str) -> bool:
@@ -64,8 +74,9 @@ def server_endpoint(reactor: Any, address: AddressLike, backlog: int = 128) -> I
 
     @param reactor: The reactor the endpoint uses.
     @param address: A port C{int}, C{"host:port"}, C{(host, port)}, an
-        endpoint description (C{"tcp:0:interface=127.0.0.1"},
-        C{"unix:/path"}, C{"ssl:..."}), or a server endpoint.
+        absolute UNIX socket path, an endpoint description
+        (C{"tcp:0:interface=127.0.0.1"}, C{"unix:/path"}, C{"ssl:..."}), or
+        a server endpoint.
     @param backlog: The listen queue length for host/port addresses.
     @return: The endpoint.
     @raise ValueError: If the address cannot be understood.
@@ -75,9 +86,12 @@ def server_endpoint(reactor: Any, address: AddressLike, backlog: int = 128) -> I
     if isinstance(address, bool):
         raise ValueError(f"not an address: {address!r}")
     if isinstance(address, int):
-        return TCP4ServerEndpoint(reactor, address, backlog=backlog, interface="127.0.0.1")
+        port = _check_port(address, address)
+        return TCP4ServerEndpoint(reactor, port, backlog=backlog, interface="127.0.0.1")
     if isinstance(address, str) and _is_description(address):
         return serverFromString(reactor, address)
+    if isinstance(address, str) and address.startswith("/"):
+        return UNIXServerEndpoint(reactor, address, backlog=backlog)
     host, port = _host_port(address)
     if host in ("", "localhost"):
         host = "127.0.0.1"
@@ -92,8 +106,9 @@ def client_endpoint(reactor: Any, address: AddressLike, timeout: float = 30) -> 
 
     @param reactor: The reactor the endpoint uses.
     @param address: C{"host:port"}, C{(host, port)}, a port C{int} (on
-        127.0.0.1), an endpoint description (C{"tcp:host:port"},
-        C{"unix:/path"}, C{"tls:host:port"}), or a client endpoint.
+        127.0.0.1), an absolute UNIX socket path, an endpoint description
+        (C{"tcp:host:port"}, C{"unix:/path"}, C{"tls:host:port"}), or a
+        client endpoint.
     @param timeout: Seconds to wait for the connection to be established.
     @return: The endpoint.
     @raise ValueError: If the address cannot be understood.
@@ -103,19 +118,31 @@ def client_endpoint(reactor: Any, address: AddressLike, timeout: float = 30) -> 
     if isinstance(address, bool):
         raise ValueError(f"not an address: {address!r}")
     if isinstance(address, int):
-        return HostnameEndpoint(reactor, "127.0.0.1", address, timeout=timeout)
+        port = _check_port(address, address)
+        return TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=timeout)
     if isinstance(address, str) and _is_description(address):
         return clientFromString(reactor, address)
+    if isinstance(address, str) and address.startswith("/"):
+        return UNIXClientEndpoint(reactor, address, timeout=timeout)
     host, port = _host_port(address)
-    return HostnameEndpoint(reactor, host or "127.0.0.1", port, timeout=timeout)
+    host = host or "127.0.0.1"
+    # IP literals connect directly: HostnameEndpoint would resolve them in
+    # a thread and report a refusal only at its next attempt tick.
+    try:
+        literal = ipaddress.ip_address(host)
+    except ValueError:
+        return HostnameEndpoint(reactor, host, port, timeout=timeout)
+    if isinstance(literal, ipaddress.IPv6Address):
+        return TCP6ClientEndpoint(reactor, host, port, timeout=timeout)
+    return TCP4ClientEndpoint(reactor, host, port, timeout=timeout)
 
 
 def _host_port(address: Any) -> Tuple[str, int]:
     if isinstance(address, tuple) and len(address) == 2:
         host, port = address
-        if not isinstance(port, int):
+        if not isinstance(port, int) or isinstance(port, bool):
             raise ValueError(f"port must be an int in {address!r}")
-        return str(host), port
+        return str(host), _check_port(port, address)
     if isinstance(address, str):
         return _split_host_port(address)
     raise ValueError(

@@ -36,7 +36,7 @@ from ._errors import (
 )
 from ._framing import _CACHED, _HEADER_CACHE, MAX_FRAME_LENGTH, encode_header
 from ._pool import StreamPool
-from ._protocol import DEFAULT_SEND_HIGH_WATER, FramedProtocol
+from ._protocol import DEFAULT_SEND_HIGH_WATER, FramedProtocol, address_key
 from ._queue import (
     DEFAULT_RECV_HIGH_WATER,
     DEFAULT_RECV_HIGH_WATER_BYTES,
@@ -217,6 +217,7 @@ class ChannelCore:
         self.port: Optional[IListeningPort] = None
         self.address: Any = None  # what the user passed
         self.peer: Optional[FramedProtocol] = None  # single-peer channels
+        self._local_address: Any = None
         self.last_peer_address: Any = None
         self.accepted = 0
         self._claimed = 0
@@ -251,6 +252,10 @@ class ChannelCore:
         self.accepted += 1
         self._had_peer = True
         self.last_peer_address = address
+        if self.port is None:  # a connecting channel: remember its own end
+            connection = self.pool.get(address)
+            if connection is not None and connection.transport is not None:
+                self._local_address = address_key(connection.transport.getHost(), 0)
         if self.single:
             self.peer = self.pool.get(address)
             self._flush_backlog()
@@ -319,6 +324,7 @@ class ChannelCore:
 
         def listening(port: IListeningPort) -> Deferred[Any]:
             self.port = port
+            self._local_address = listening_address(port)
             self.log.info(
                 "Listening on {address}", address=describe_address(self.local_address)
             )
@@ -393,17 +399,10 @@ class ChannelCore:
     @property
     def local_address(self) -> Any:
         """
-        Where this channel listens, or its own end of its connection.
+        Where this channel listens, or its own end of its (last)
+        connection.
         """
-        if self.port is not None:
-            return listening_address(self.port)
-        connection = self.peer or next(iter(self.pool.connections), None)
-        if connection is not None and connection.transport is not None:
-            host: Any = connection.transport.getHost()
-            if hasattr(host, "host"):
-                return (host.host, host.port)
-            return getattr(host, "name", None)
-        return None
+        return self._local_address
 
     def accept(self, n: int = 1, timeout: Optional[float] = None) -> Deferred[int]:
         """

@@ -193,7 +193,8 @@ class _Receiving(_View):
         assert queue is not None
         return queue.get_many(recv_mode(with_addr, raw), max_items)
 
-    def __len__(self) -> int:
+    @property
+    def queued(self) -> int:
         """
         The number of items received and not yet taken.
         """
