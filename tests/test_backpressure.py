@@ -424,7 +424,6 @@ class SendBackpressureTests(TestCase):
         refused = 0
         for i in range(sent, sent + 200):
             d = tx.send(pattern(i, ITEM))
-            print("DEBUG1", i, [(c.queued_bytes, c.writable, c._paused) for c in tx._core.pool.connections])
             if d.called:
                 self.failureResultOf(d, SendQueueFull)
                 refused += 1

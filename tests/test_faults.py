@@ -8,6 +8,7 @@ and that everything else keeps working.
 
 from __future__ import annotations
 
+import gc
 import json
 from typing import Any, List, Tuple
 
@@ -422,6 +423,9 @@ class ReconnectTests(TestCase):
         # A reconnecting sender queues `count` 64 KiB items while its peer
         # is away; the peer comes back on the same port but does not read,
         # so most of the flushed backlog waits in the connection's queue.
+        # Collect garbage last, so that Deferreds failed by the bug under
+        # test report their unhandled errors in this test, not a later one.
+        self.addCleanup(gc.collect)
         address, factory1 = await listen_raw(self)
         tx = await mpsc.sender_to(
             address, reconnect=True, reconnect_policy=lambda failed: 0.05,
