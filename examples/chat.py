@@ -62,8 +62,9 @@ class ChatServer:
         self.log = log
         self.names: Dict[Any, str] = {}
         self.channel: Optional[multi_channel.MultiChannel] = None
-        # (address, items still queued when it disconnected), oldest first.
-        self._departures: List[List[Any]] = []
+        # Peers gone while their last items may still be queued.
+        self._departures: List[Any] = []
+        self._idle = False  # serve() waits on an empty queue
 
     async def start(self, port: int) -> Tuple[str, int]:
         """
@@ -83,18 +84,29 @@ class ChatServer:
         """
         assert self.channel is not None
         while True:
+            # Peers reported gone before this batch is taken had all their
+            # items queued by then, so those items are in this batch (or
+            # were handled before): announce them after it.
+            due, self._departures = self._departures, []
+            batch = self.channel.recv_many(with_addr=True)
+            if not batch.called:  # nothing queued: nothing of theirs is left
+                self._announce(due)
+                due = []
+                self._idle = True
             try:
-                item, address = await self.channel.recv(with_addr=True)
+                items = await batch
             except ChannelClosed:
                 return
             except DecodeError as e:
                 self.log(f"ignoring undecodable message: {e}")
+                self._departures[:0] = due
                 continue
-            for departure in self._departures:
-                departure[1] -= 1
-            if isinstance(item, dict):
-                await self._handle(item, address)
-            self._announce_departures()
+            finally:
+                self._idle = False
+            for item, address in items:
+                if isinstance(item, dict):
+                    await self._handle(item, address)
+            self._announce(due)
 
     async def _handle(self, item: Dict[str, Any], address: Any) -> None:
         assert self.channel is not None
@@ -115,18 +127,18 @@ class ChatServer:
     def _disconnected(self, address: Any, reason: Failure) -> None:
         # on_disconnect runs as soon as the connection ends, but the items
         # that client sent before leaving may still wait in the receive
-        # queue (all of them are queued by now: TCP delivers data before the
-        # close).  Announce the departure once those have been handled, so
-        # "bob left" never overtakes bob's last words.
+        # queue (all of them are queued by now: TCP delivers the data before
+        # the close).  So "bob left" goes out only after bob's last words.
         if self.channel is None or self.channel.closed:
             return
-        self._departures.append([address, len(self.channel)])
-        self._announce_departures()
+        if self._idle:  # the queue is empty: everything of theirs was handled
+            self._announce([address])
+        else:
+            self._departures.append(address)
 
-    def _announce_departures(self) -> None:
+    def _announce(self, departed: List[Any]) -> None:
         assert self.channel is not None
-        while self._departures and self._departures[0][1] <= 0:
-            address, _ = self._departures.pop(0)
+        for address in departed:
             name = self.names.pop(address, None)
             if name is not None:
                 self.log(f"{name} left")

@@ -225,28 +225,93 @@ class ChatTests(ExampleTestCase):
 
         ben.transport.write(b"hello ann\nhow are you?\n")
         await eventually(lambda: b"<ben> how are you?" in ann.output(), timeout=TIMEOUT)
-        ann.transport.write(b"fine, bye\n")
-        ann.transport.closeStdin()  # ann leaves
+        ann.transport.write(b"fine\n")
+        await eventually(lambda: b"<ann> fine" in ben.output(), timeout=TIMEOUT)
+        # Last words and the end of stdin at once: the words go first.
+        ben.transport.write(b"bye ann\n")
+        ben.transport.closeStdin()
+        status, out, err = await ben.finish(TIMEOUT)
+        self.assertSucceeded(status, out.decode(), err.decode())
+        self.assertEqual(lines_of(out), ["* welcome! in the room: ann", "<ann> fine"])
+
+        await eventually(lambda: b"* ben left" in ann.output(), timeout=TIMEOUT)
+        ann.transport.closeStdin()
         status, out, err = await ann.finish(TIMEOUT)
         self.assertSucceeded(status, out.decode(), err.decode())
         self.assertEqual(
             lines_of(out),
             ["* welcome! in the room: nobody else yet", "* ben joined", "<ben> hello ann",
-             "<ben> how are you?"],
-        )
-        await eventually(lambda: b"* ann left" in ben.output(), timeout=TIMEOUT)
-        ben.transport.closeStdin()
-        status, out, err = await ben.finish(TIMEOUT)
-        self.assertSucceeded(status, out.decode(), err.decode())
-        self.assertEqual(
-            lines_of(out), ["* welcome! in the room: ann", "<ann> fine, bye", "* ann left"]
+             "<ben> how are you?", "<ben> bye ann", "* ben left"],
         )
 
-        await eventually(lambda: b"ben left" in server.output(), timeout=TIMEOUT)
+        await eventually(lambda: b"ann left" in server.output(), timeout=TIMEOUT)
         server.signal("TERM")
         status, out, err = await server.finish(TIMEOUT)
         self.assertSucceeded(status, out.decode(), err.decode())
         self.assertIn("relayed ben's message to 1 other(s)", out.decode())
+        self.assertLess(out.decode().index("ben left"), out.decode().index("ann left"))
+
+
+def load_example(name: str) -> Any:
+    """
+    Import an example's file as a module (for in-process tests).
+    """
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"example_{name[:-3]}", example(name))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class ChatServerTests(TestCase):
+    """
+    The chat server's ordering, in process.
+    """
+
+    @as_deferred
+    async def test_departure_after_last_words(self) -> None:
+        """
+        A client that says something and leaves at once is announced as
+        gone only after its words were relayed, even when the server is
+        still busy with earlier messages when the disconnection is reported.
+        """
+        from twisted.internet import reactor
+
+        from tests._util import sleep
+        from tsyncp_tx import channel
+
+        chat = load_example("chat.py")
+
+        class SlowServer(chat.ChatServer):  # type: ignore[misc,name-defined]
+            async def _handle(self, item: Any, address: Any) -> None:
+                await sleep(0.05)  # busy: the disconnection overtakes the queue
+                await super()._handle(item, address)
+
+        server = SlowServer(log=lambda line: None)
+        _, port = await server.start(0)
+        self.addCleanup(server.close)
+        serving = as_deferred(server.serve)()
+        listener = chat.ChatClient("ann", show=lambda line: None)
+        await listener.join(port)
+        self.addCleanup(listener.leave)
+        listening = as_deferred(listener.listen)()
+        leaver = await channel.channel_to(("127.0.0.1", port))
+        self.addCleanup(leaver.close)
+        await leaver.send({"join": "ben"})
+        for n in range(3):
+            await leaver.send({"say": f"word {n}"})
+        await leaver.close()
+        await eventually(lambda: "* ben left" in listener.seen, timeout=10)
+        self.assertEqual(
+            listener.seen[1:],
+            ["* ben joined", "<ben> word 0", "<ben> word 1", "<ben> word 2", "* ben left"],
+        )
+        await listener.leave()
+        await listening
+        await server.close()
+        await serving
 
 
 class TickerTests(ExampleTestCase):
@@ -295,6 +360,23 @@ class BarrierStartTests(ExampleTestCase):
         self.assertGreaterEqual(min(started), max(connected) - 0.1)
         self.assertIn("barrier: generation 1 released 3 waiters", out)
         self.assertEqual(out.splitlines()[-1], "all workers started together")
+
+
+class RunnerTests(TestCase):
+    """
+    The examples and guide snippets run under the reactor of this test run.
+    """
+
+    @as_deferred
+    async def test_same_reactor(self) -> None:
+        from twisted.internet import reactor
+
+        path = os.path.abspath(self.mktemp()) + ".py"
+        with open(path, "w") as f:
+            f.write("from twisted.internet import reactor\nprint(type(reactor).__name__)\n")
+        status, out, err = await ChildProcess(script_args(path, "x")).finish(TIMEOUT)
+        self.assertEqual((status, err), (0, b""))
+        self.assertEqual(out.decode().strip(), type(reactor).__name__)
 
 
 class ReadmeTests(TestCase):
