@@ -469,17 +469,17 @@ class ReceiveBackpressureTests(TestCase):
         swallow(stalled, outcomes)
         # 64 KiB per read: at most 5 frames of 16 KiB arrive in one read.
         per_read = 65536 // size + 1
-        self.assertLessEqual(len(rx), 8 + per_read)
-        self.assertGreater(len(rx), 8)
+        self.assertLessEqual(rx.queued, 8 + per_read)
+        self.assertGreater(rx.queued, 8)
         self.assertEqual(self._reading(rx), [False], "the receiving transport was not paused")
         # Still stalled, still bounded, a while later.
         await sleep(0.3)
         self.assertEqual(outcomes, [])
-        self.assertLessEqual(len(rx), 8 + per_read)
+        self.assertLessEqual(rx.queued, 8 + per_read)
         received: List[bytes] = []
-        while len(rx) > 4:
+        while rx.queued > 4:
             received.append(await rx.recv())
-            if len(rx) > 4:
+            if rx.queued > 4:
                 self.assertEqual(self._reading(rx), [False], "resumed above the low-water mark")
         self.assertEqual(self._reading(rx), [True], "not resumed at half the high-water mark")
         # Drain everything; the stalled send completes.
@@ -492,7 +492,7 @@ class ReceiveBackpressureTests(TestCase):
         rest = Deferred.fromCoroutine(send_rest())
         peak = 0
         while len(received) < sent + more:
-            peak = max(peak, len(rx))
+            peak = max(peak, rx.queued)
             received.extend(await rx.recv_many())
         await rest
         self.assertLessEqual(peak, 8 + per_read)
@@ -538,7 +538,7 @@ class ReceiveBackpressureTests(TestCase):
             tx = await mpsc.sender_to(rx.local_address, codec=RawCodec())
             self.addCleanup(tx.close)
             senders.append(tx)
-        await eventually(lambda: len(rx) == 0 and len(rx.addresses) == 2)
+        await eventually(lambda: rx.queued == 0 and len(rx.addresses) == 2)
         stalls = []
         counts = []
         for n, tx in enumerate(senders):
@@ -607,7 +607,7 @@ class BroadcastSendBackpressureTests(TestCase):
         # The reader drains everything it was given (which settles the
         # sends that were refused for the stuck receiver only).
         await sleep(0.5)
-        await eventually(lambda: not len(reader), timeout=20)
+        await eventually(lambda: not reader.queued, timeout=20)
         await sleep(0.3)
         reading["on"] = False
         refused = [

@@ -299,7 +299,7 @@ class ReconnectTests(TestCase):
         while len(got) < 20:
             got.extend(await rx2.recv_many())
         await sleep(0.2)
-        self.assertEqual(len(rx2), 0, "extra (duplicated) items arrived")
+        self.assertEqual(rx2.queued, 0, "extra (duplicated) items arrived")
         self.assertEqual(got, list(range(10, 30)))
 
     @as_deferred
@@ -386,7 +386,7 @@ class ReconnectTests(TestCase):
         await tx.send("fresh")
         self.assertEqual(await rx2.recv(), "fresh")
         await sleep(0.2)
-        self.assertEqual(len(rx2), 0)
+        self.assertEqual(rx2.queued, 0)
 
     @as_deferred
     async def test_backlog_bounded_while_disconnected(self) -> None:
@@ -546,7 +546,7 @@ class KilledPeerTests(TestCase):
         await good.send("after")
         self.assertEqual(await rx.recv(with_addr=True), ("after", good.local_address))
         self.assertEqual(rx.addresses, [good.local_address])
-        self.assertEqual(len(rx), 0)
+        self.assertEqual(rx.queued, 0)
 
     @as_deferred
     async def test_receiver_killed_with_sends_pending(self) -> None:
@@ -748,7 +748,7 @@ class BadInputTests(TestCase):
         await eventually(lambda: lost == [raw_address])
         self.assertTrue(log.matching("127.0.0.1:%d" % raw_address[1], "incomplete frame"))
         await self._good_still_served(rx, good)
-        self.assertEqual(len(rx), 0)
+        self.assertEqual(rx.queued, 0)
 
     @as_deferred
     async def test_undecodable_payload(self) -> None:
@@ -785,7 +785,7 @@ class BadInputTests(TestCase):
         self.assertEqual(error.address, raw.address)
         self.assertEqual(await rx.recv(), 1)
         raw.send(frame(2) + frame(3) + encode_frame(b"[") + frame(4))
-        await eventually(lambda: len(rx) == 4)
+        await eventually(lambda: rx.queued == 4)
         self.assertEqual(await rx.recv_many(), [2, 3])
         await self.assertFailure(rx.recv_many(), DecodeError)
         self.assertEqual(await rx.recv_many(), [4])
@@ -863,7 +863,7 @@ class BadInputTests(TestCase):
         await sleep(0.1)
         self.assertEqual(lost, [])
         self.assertEqual(len(tx), 3)
-        self.assertEqual([len(rx) for rx in receivers], [0, 0, 0])
+        self.assertEqual([rx.queued for rx in receivers], [0, 0, 0])
 
     @as_deferred
     async def test_too_large_item_single_sender(self) -> None:

@@ -124,7 +124,7 @@ class FloodTests(TestCase):
         while time.monotonic() < idle_until:
             peak = max(peak, rss())
             await sleep(0.05)
-        queued = len(rx)
+        queued = rx.queued
         self.assertLess(queued, count, "the idle receiver queued everything: no backpressure")
         self.assertNotIn(b"done", child.output(), "the sender finished while nobody read")
         # Drain, checking every item.
@@ -140,7 +140,7 @@ class FloodTests(TestCase):
         status, out, err = await child.finish(60)
         self.assertEqual(status, 0, err.decode(errors="replace")[-2000:])
         await sleep(0.2)
-        self.assertEqual(len(rx), 0, "more items than were sent")
+        self.assertEqual(rx.queued, 0, "more items than were sent")
         fields = [line.split() for line in out.splitlines() if line.startswith(b"done")]
         self.assertEqual(len(fields), 1, out)
         child_base, child_peak, child_maxrss = (int(x) for x in fields[0][1:])
@@ -193,5 +193,5 @@ class LoadTests(TestCase):
             status, out, err = await child.finish(30)
             self.assertEqual(status, 0, err.decode(errors="replace")[-2000:])
         await sleep(0.2)
-        self.assertEqual(len(rx), 0, "more items than were sent")
+        self.assertEqual(rx.queued, 0, "more items than were sent")
         self.assertEqual(expected, {n: per_sender for n in range(senders)})
