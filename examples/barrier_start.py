@@ -55,6 +55,7 @@ class Child(protocol.ProcessProtocol):
         self.status: Optional[int] = None
         self.ended: Deferred[int] = Deferred()
         self._partial = b""
+        self.process: Any = None  # the IProcessTransport, set by spawn()
 
     def outReceived(self, data: bytes) -> None:
         lines = (self._partial + data).split(b"\n")
@@ -81,7 +82,7 @@ def spawn(reactor: Any, name: str, *args: str) -> Child:
     """
     child = Child(name)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    child.transport = reactor.spawnProcess(
+    child.process = reactor.spawnProcess(
         child, sys.executable, [sys.executable, SCRIPT, *args], env=env
     )
     return child
@@ -132,7 +133,7 @@ async def run_demo(reactor: Any, workers: int, stagger: float, window: float, ti
             children.append(spawn(reactor, f"worker {wid}", "worker", "--port", port, "--id",
                                   str(wid), "--delay", str(wid * stagger), "--timeout", str(timeout)))
         for child in children:
-            call = reactor.callLater(timeout + workers * stagger + 10, child.transport.signalProcess,
+            call = reactor.callLater(timeout + workers * stagger + 10, child.process.signalProcess,
                                      "KILL")
             await child.ended
             if call.active():

@@ -298,7 +298,11 @@ async def run_demo(reactor: Any) -> None:
     print(f"chat server on {HOST}:{port}")
     serving = Deferred.fromCoroutine(server.serve())
     names = ("alice", "bob", "carol")
-    clients = {n: ChatClient(n, show=lambda line, n=n: print(f"{n:>7} | {line}")) for n in names}
+
+    def screen(name: str) -> Callable[[str], None]:
+        return lambda line: print(f"{name:>7} | {line}")
+
+    clients = {name: ChatClient(name, show=screen(name)) for name in names}
     listening: List[Deferred[None]] = []
     try:
         for name in names:

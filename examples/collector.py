@@ -29,7 +29,7 @@ import argparse
 import os
 import sys
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Set
 
 from twisted.internet import defer, protocol, task
 from twisted.internet.defer import Deferred
@@ -60,6 +60,7 @@ class Child(protocol.ProcessProtocol):
         self.status: Optional[int] = None
         self.ended: Deferred[int] = Deferred()
         self._partial = b""
+        self.process: Any = None  # the IProcessTransport, set by spawn()
 
     def outReceived(self, data: bytes) -> None:
         lines = (self._partial + data).split(b"\n")
@@ -86,7 +87,7 @@ def spawn(reactor: Any, name: str, *args: str) -> Child:
     """
     child = Child(name)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    child.transport = reactor.spawnProcess(
+    child.process = reactor.spawnProcess(
         child, sys.executable, [sys.executable, SCRIPT, *args], env=env
     )
     return child
@@ -123,7 +124,7 @@ async def collect(
     or if nothing arrives for C{timeout} seconds.
     """
     jobs: Dict[int, List[int]] = {w: [] for w in range(workers)}
-    done = set()
+    done: Set[int] = set()
     while len(done) < workers:
         d = rx.recv(with_addr=True, timeout=timeout)
         pending.append(d)
@@ -180,7 +181,7 @@ async def run_receiver(
             # Every worker process ends; one that hangs is killed.
             for child in children:
                 if not child.ended.called:
-                    call = reactor.callLater(timeout, child.transport.signalProcess, "KILL")
+                    call = reactor.callLater(timeout, child.process.signalProcess, "KILL")
                     await child.ended
                     if call.active():
                         call.cancel()

@@ -51,6 +51,7 @@ class Child(protocol.ProcessProtocol):
         self.status: Optional[int] = None
         self.ended: Deferred[int] = Deferred()
         self._partial = b""
+        self.process: Any = None  # the IProcessTransport, set by spawn()
 
     def outReceived(self, data: bytes) -> None:
         lines = (self._partial + data).split(b"\n")
@@ -75,7 +76,7 @@ def spawn(reactor: Any, name: str, *args: str) -> Child:
     """
     child = Child(name)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    child.transport = reactor.spawnProcess(
+    child.process = reactor.spawnProcess(
         child, sys.executable, [sys.executable, SCRIPT, *args], env=env
     )
     return child
@@ -124,7 +125,7 @@ async def run_sender(
         # Closing flushes every tick, then ends each receiver's `async for`.
         await sender.close()
         for child in children:
-            call = reactor.callLater(timeout, child.transport.signalProcess, "KILL")
+            call = reactor.callLater(timeout, child.process.signalProcess, "KILL")
             await child.ended
             if call.active():
                 call.cancel()
