@@ -119,6 +119,21 @@ class GuideStructureTests(TestCase):
         for snippet in parse(read_guide()):
             self.assertNotRegex(snippet.code, r"127\.0\.0\.1:[1-9]", snippet.section)
 
+    def test_links(self) -> None:
+        """
+        Links to sections of the guide point at real headings (GitHub's
+        anchors), and relative links at files that exist.
+        """
+        text = read_guide()
+        anchors = set()
+        for heading in re.findall(r"^#+ (.+)$", text, re.M):
+            anchor = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+            anchors.add(anchor)
+        for target in re.findall(r"\]\(#([^)]+)\)", text):
+            self.assertIn(target, anchors)
+        for target in re.findall(r"\]\((\.\./[^)#]+|[\w.-]+\.md)\)", text):
+            self.assertTrue(os.path.exists(os.path.join(ROOT, "docs", target)), target)
+
     def test_parser(self) -> None:
         """
         The parser finds runnable blocks only, with their output blocks.
