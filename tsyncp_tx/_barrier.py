@@ -202,9 +202,10 @@ def barrier_on(
     holder: List[Barrier] = []
 
     def joined(peer: Any) -> None:
-        holder[0]._joined(peer)
+        # The user hears of the waiter before any release it triggers.
         if on_accept is not None:
             on_accept(peer)
+        holder[0]._joined(peer)
 
     def left(peer: Any, reason: Failure) -> None:
         holder[0]._left(peer, reason)

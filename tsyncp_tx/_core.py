@@ -486,6 +486,8 @@ class ChannelCore:
             waiting = peer.write_frame(header, payload)
             if waiting is None:
                 return succeed(None)
+            if timeout is None:
+                timeout = self.send_timeout
             return add_timeout(waiting, timeout, self.reactor, "send")
         return self._send_unconnected(header, payload, timeout)
 
@@ -574,6 +576,8 @@ class ChannelCore:
             d = self.pool.broadcast(payload, targets)
         except FrameTooLarge as e:
             return fail(e)
+        if timeout is None:
+            timeout = self.send_timeout
         return add_timeout(d, timeout, self.reactor, "send")
 
     # Closing
