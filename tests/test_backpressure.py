@@ -248,7 +248,7 @@ def swallow(d: Deferred[Any], into: Optional[List[Any]] = None) -> Deferred[Any]
 
 
 async def fill_until_stalled(
-    send: Callable[[int], Deferred[Any]], settle: float = 0.5, max_items: int = 5000
+    send: Callable[[int], Deferred[Any]], settle: float = 0.75, max_items: int = 5000
 ) -> Tuple[int, Deferred[Any]]:
     """
     Send items C{0, 1, ...} with C{send(i)}, each after the previous one's

@@ -107,13 +107,13 @@ class SlowConsumerTests(TestCase):
                 progress["sent"] = i + 1
 
         sending = Deferred.fromCoroutine(send_all())
-        # Wait for the sender to stall: no progress for half a second.
+        # Wait for the sender to stall: no progress for 0.8 seconds.
         last, still = -1, 0
         for _ in range(200):
             await sleep(0.1)
             if progress["sent"] == last:
                 still += 1
-                if still >= 5:
+                if still >= 8:
                     break
             else:
                 last, still = progress["sent"], 0
