@@ -61,7 +61,7 @@ class RawPeer(Protocol):
         self._address: Tuple[str, int] = ("", 0)
 
     def connectionMade(self) -> None:
-        host = self.transport.getHost()  # type: ignore[union-attr]
+        host: Any = self.transport.getHost()  # type: ignore[union-attr]
         self._address = (host.host, host.port)
         if self.pause_on_connect:
             self.transport.pauseProducing()  # type: ignore[union-attr]
@@ -161,7 +161,7 @@ async def listen_raw(
                 await peer.abort()
 
     testcase.addCleanup(lambda: Deferred.fromCoroutine(cleanup()))
-    host = port.getHost()
+    host: Any = port.getHost()
     return (host.host, host.port), factory
 
 
@@ -393,7 +393,7 @@ class SendBackpressureTests(TestCase):
             accepted.append(d)
         self.assertIsNotNone(refused, "send() never refused past send_high_water")
         assert refused is not None
-        error = refused.value
+        error: Any = refused.value
         self.assertEqual(error.limit, high_water)
         self.assertEqual(error.address, tx.peer_address)
         self.assertLessEqual(error.queued, high_water)
@@ -515,10 +515,11 @@ class ReceiveBackpressureTests(TestCase):
         sent, stalled = await fill_until_stalled(lambda i: tx.send(pattern(i, ITEM)))
         swallow(stalled)
         queue = rx._core.queue
+        assert queue is not None
         # One read (64 KiB) can push the queue at most one read past the bound.
         self.assertLessEqual(queue.queued_bytes, limit + 65536)
         self.assertEqual(self._reading(rx), [False])
-        received = []
+        received: List[bytes] = []
         while len(received) < sent:
             received.extend(await rx.recv_many())
             self.assertLessEqual(queue.queued_bytes, limit + 65536)
@@ -541,10 +542,11 @@ class ReceiveBackpressureTests(TestCase):
         await eventually(lambda: rx.queued == 0 and len(rx.addresses) == 2)
         stalls = []
         counts = []
+        def sender(tx: Any, n: int) -> Callable[[int], Deferred[Any]]:
+            return lambda i: tx.send(bytes([n]) + pattern(i, size))  # type: ignore[no-any-return]
+
         for n, tx in enumerate(senders):
-            sent, stalled = await fill_until_stalled(
-                lambda i, tx=tx, n=n: tx.send(bytes([n]) + pattern(i, size))
-            )
+            sent, stalled = await fill_until_stalled(sender(tx, n))
             stalls.append(stalled)
             counts.append(sent)
         self.assertEqual(self._reading(rx), [False, False])

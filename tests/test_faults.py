@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import gc
 import json
-from typing import Any, List, Tuple
+from typing import Any, List, Tuple, Type
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectionDone
@@ -48,6 +48,19 @@ def frame(item: Any) -> bytes:
     One JSON frame as tsyncp writes it.
     """
     return encode_frame(json.dumps(item, separators=(",", ":")).encode())
+
+
+async def failure_of(d: "Deferred[Any]", *types: Type[BaseException]) -> Any:
+    """
+    Wait for C{d} to fail with one of C{types}; return the exception.
+
+    @raise AssertionError: If it succeeds or fails otherwise.
+    """
+    try:
+        result = await d
+    except types as e:
+        return e
+    raise AssertionError(f"expected {', '.join(t.__name__ for t in types)}, got result {result!r}")
 
 
 def kill_on_cleanup(testcase: TestCase, child: ChildProcess) -> None:
@@ -184,7 +197,9 @@ class DisconnectTests(TestCase):
         self.addCleanup(p2.close)
         await eventually(lambda: len(mc.addresses) == 2)
         p1_address = p1.local_address
-        p1._core.peer.abort()  # an RST from p1's side
+        p1_connection = p1._core.peer
+        assert p1_connection is not None
+        p1_connection.abort()  # an RST from p1's side
         await eventually(lambda: lost == [p1_address])
         self.assertEqual(await mc.send("to all"), 1)
         self.assertEqual(await p2.recv(), "to all")
@@ -211,11 +226,11 @@ class DisconnectTests(TestCase):
         self.assertEqual(await first, 1)
         self.assertEqual(await rx.recv(), 2)
         pending = rx.recv()
-        error = await self.assertFailure(pending, ConnectionClosed)
+        error = await failure_of(pending, ConnectionClosed)
         self.assertEqual(error.address, tx_address)
         self.assertIsNone(error.reason)
         self.assertIn("127.0.0.1:%d" % tx_address[1], str(error))
-        await self.assertFailure(rx.recv(), ConnectionClosed)
+        await failure_of(rx.recv(), ConnectionClosed)
 
     @as_deferred
     async def test_single_receiver_recv_fails_after_framing_error(self) -> None:
@@ -229,7 +244,7 @@ class DisconnectTests(TestCase):
         raw = await connect_raw(self, rx.local_address)
         raw.send(frame("ok") + b"\xff\xff\xff\xff")
         self.assertEqual(await rx.recv(), "ok")
-        error = await self.assertFailure(rx.recv(timeout=10), ConnectionClosed)
+        error = await failure_of(rx.recv(timeout=10), ConnectionClosed)
         self.assertEqual(error.address, raw.address)
         self.assertIsNotNone(error.reason)
 
@@ -246,7 +261,7 @@ class DisconnectTests(TestCase):
         await eventually(lambda: len(tx) == 1)
         pending = rx.recv()
         tx._core.pool.connections[0].abort()
-        error = await self.assertFailure(pending, ConnectionClosed)
+        error = await failure_of(pending, ConnectionClosed)
         self.assertEqual(error.address, tx.local_address)
         self.assertIsNotNone(error.reason, "a reset was reported as a clean close")
         self.assertFalse(rx.connected)
@@ -295,7 +310,7 @@ class ReconnectTests(TestCase):
             await d
         for i in range(20, 30):
             await tx.send(i)
-        got = []
+        got: List[int] = []
         while len(got) < 20:
             got.extend(await rx2.recv_many())
         await sleep(0.2)
@@ -380,7 +395,7 @@ class ReconnectTests(TestCase):
         await rx1.close()
         await eventually(lambda: not tx.connected)
         d = tx.send("late")
-        error = await self.assertFailure(d, TimeoutError)
+        error = await failure_of(d, TimeoutError)
         self.assertEqual(error.operation, "send")
         rx2 = await self._listen(port)
         await tx.send("fresh")
@@ -434,7 +449,9 @@ class ReconnectTests(TestCase):
         self.addCleanup(tx.close)
         first = await factory1.first
         assert factory1.port is not None
-        await factory1.port.stopListening()
+        stopping = factory1.port.stopListening()
+        assert stopping is not None
+        await stopping
         await first.abort()
         await eventually(lambda: not tx.connected)
         sends = [tx.send(pattern(i, ITEM)) for i in range(count)]
@@ -506,7 +523,7 @@ class ReconnectTests(TestCase):
         await eventually(lambda: not tx.connected)
         d = tx.send("never")
         await tx.close()
-        await self.assertFailure(d, ChannelClosed)
+        await failure_of(d, ChannelClosed)
 
 
 class KilledPeerTests(TestCase):
@@ -593,7 +610,7 @@ class TimeoutTests(TestCase):
         self.addCleanup(rx.close)
         tx = await mpsc.sender_to(rx.local_address)
         self.addCleanup(tx.close)
-        error = await self.assertFailure(rx.recv(timeout=0.1), TimeoutError)
+        error = await failure_of(rx.recv(timeout=0.1), TimeoutError)
         self.assertEqual(error.operation, "recv")
         self.assertEqual(error.timeout, 0.1)
         await tx.send("a")
@@ -615,7 +632,7 @@ class TimeoutTests(TestCase):
         self.addCleanup(peer.abort)
         sent, stalled = await fill_until_stalled(lambda i: tx.send(pattern(i, ITEM)))
         late = tx.send(pattern(sent, ITEM), timeout=0.2)
-        error = await self.assertFailure(late, TimeoutError)
+        error = await failure_of(late, TimeoutError)
         self.assertEqual(error.operation, "send")
         peer.resume()
         await stalled
@@ -637,7 +654,7 @@ class TimeoutTests(TestCase):
         await eventually(lambda: len(tx) == 1)
         sent, stalled = await fill_until_stalled(lambda i: tx.send(pattern(i, ITEM)))
         late = tx.send(pattern(sent, ITEM), timeout=0.2)
-        await self.assertFailure(late, TimeoutError)
+        await failure_of(late, TimeoutError)
         peer.resume()
         self.assertEqual(await stalled, 1)
         self.assertEqual(await tx.send(pattern(sent + 1, ITEM)), 1)
@@ -655,7 +672,7 @@ class TimeoutTests(TestCase):
         self.addCleanup(b.close)
         w = await barrier.waiter_to(b.local_address)
         self.addCleanup(w.close)
-        error = await self.assertFailure(w.wait(timeout=0.1), TimeoutError)
+        error = await failure_of(w.wait(timeout=0.1), TimeoutError)
         self.assertEqual(error.operation, "wait")
         d = w.wait(timeout=5)
         await eventually(lambda: len(b) == 1)
@@ -670,7 +687,7 @@ class TimeoutTests(TestCase):
         """
         rx = await mpsc.receiver_on(LOOPBACK)
         self.addCleanup(rx.close)
-        error = await self.assertFailure(rx.accept(1, timeout=0.1), TimeoutError)
+        error = await failure_of(rx.accept(1, timeout=0.1), TimeoutError)
         self.assertEqual(error.operation, "accept")
         tx = await mpsc.sender_to(rx.local_address)
         self.addCleanup(tx.close)
@@ -760,7 +777,7 @@ class BadInputTests(TestCase):
         rx, good, lost = await self._receiver()
         raw = await connect_raw(self, rx.local_address)
         raw.send(encode_frame(b"{not json at all") + frame("next"))
-        error = await self.assertFailure(rx.recv(), DecodeError)
+        error = await failure_of(rx.recv(), DecodeError)
         self.assertEqual(error.address, raw.address)
         self.assertEqual(error.payload, b"{not json at all")
         self.assertIn("127.0.0.1:%d" % raw.address[1], str(error))
@@ -781,13 +798,13 @@ class BadInputTests(TestCase):
         rx, good, lost = await self._receiver()
         raw = await connect_raw(self, rx.local_address)
         raw.send(encode_frame(b"\xff\xfe") + frame(1))
-        error = await self.assertFailure(rx.recv(with_addr=True), DecodeError)
+        error = await failure_of(rx.recv(with_addr=True), DecodeError)
         self.assertEqual(error.address, raw.address)
         self.assertEqual(await rx.recv(), 1)
         raw.send(frame(2) + frame(3) + encode_frame(b"[") + frame(4))
         await eventually(lambda: rx.queued == 4)
         self.assertEqual(await rx.recv_many(), [2, 3])
-        await self.assertFailure(rx.recv_many(), DecodeError)
+        await failure_of(rx.recv_many(), DecodeError)
         self.assertEqual(await rx.recv_many(), [4])
 
     @as_deferred
@@ -855,8 +872,8 @@ class BadInputTests(TestCase):
             self.addCleanup(rx.close)
             receivers.append(rx)
         await eventually(lambda: len(tx) == 3)
-        await self.assertFailure(tx.send("x" * 2000), FrameTooLarge)
-        await self.assertFailure(tx.send(object()), EncodeError)
+        await failure_of(tx.send("x" * 2000), FrameTooLarge)
+        await failure_of(tx.send(object()), EncodeError)
         self.assertEqual(await tx.send("small"), 3)
         for rx in receivers:
             self.assertEqual(await rx.recv(), "small")
@@ -876,8 +893,8 @@ class BadInputTests(TestCase):
         tx = await mpsc.sender_to(rx.local_address, max_frame_length=1024)
         self.addCleanup(tx.close)
         await tx.send("before")
-        await self.assertFailure(tx.send("x" * 2000), FrameTooLarge)
-        await self.assertFailure(tx.send({1, 2}), EncodeError)
+        await failure_of(tx.send("x" * 2000), FrameTooLarge)
+        await failure_of(tx.send({1, 2}), EncodeError)
         await tx.send("after")
         self.assertEqual(await rx.recv(), "before")
         self.assertEqual(await rx.recv(), "after")
@@ -910,7 +927,7 @@ class RefusedConnectionTests(TestCase):
         tx2_address = tx2.local_address
         await eventually(lambda: not tx2.connected)
         self.assertTrue(log.matching("127.0.0.1:%d" % tx2_address[1], "limit"), log.messages())
-        await self.assertFailure(tx2.send("refused"), ConnectionClosed)
+        await failure_of(tx2.send("refused"), ConnectionClosed)
         self.assertEqual(joined, [tx1.local_address])
         await tx1.send("ok")
         self.assertEqual(await rx.recv(with_addr=True), ("ok", tx1.local_address))

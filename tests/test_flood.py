@@ -118,7 +118,7 @@ class FloodTests(TestCase):
         base = rss()
         peak = base
         child = python_child(FLOOD_SENDER, str(rx.local_address[1]), str(count))
-        self.addCleanup(lambda: child.signal("KILL"))
+        self.addCleanup(child.signal, "KILL")
         # Five seconds without recv(), watching memory.
         idle_until = time.monotonic() + 5.0
         while time.monotonic() < idle_until:
@@ -172,7 +172,7 @@ class LoadTests(TestCase):
         children: List[ChildProcess] = []
         for n in range(senders):
             child = python_child(LOAD_SENDER, port, str(n), str(per_sender))
-            self.addCleanup(lambda child=child: child.signal("KILL"))
+            self.addCleanup(child.signal, "KILL")
             children.append(child)
         expected: Dict[int, int] = {n: 0 for n in range(senders)}
         total = senders * per_sender

@@ -162,7 +162,7 @@ class HostileBytesTests(TestCase):
             n = counter["n"]
             counter["n"] += 1
             await good.send(n)
-            await eventually(lambda: from_good and from_good[-1] == n, timeout=10)
+            await eventually(lambda: bool(from_good) and from_good[-1] == n, timeout=10)
             self.assertEqual(await mc.send(["pong", n], to=[good_address]), 1)
             self.assertEqual(await good.recv(timeout=10), ["pong", n])
             # A broadcast to everyone, hostile peers included.

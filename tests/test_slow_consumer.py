@@ -179,6 +179,7 @@ class SlowConsumerTests(TestCase):
         # The dropped receiver got an in-order prefix, then ConnectionClosed.
         slow = _Reader(receivers[2])
         slow.start()
+        assert slow.done is not None
         await slow.done
         self.assertIsInstance(slow.error, ConnectionClosed)
         self.assertLess(len(slow.items), total)
