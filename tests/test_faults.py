@@ -642,6 +642,28 @@ class TimeoutTests(TestCase):
         self.assertEqual(numbers, list(range(sent)) + [sent + 1])
 
     @as_deferred
+    async def test_send_timeout_option_on_paused_transport(self) -> None:
+        """
+        C{send_timeout=} on the constructor is the default timeout of every
+        C{send()} that has to wait, connected or not: the item is withdrawn.
+        """
+        address, factory = await listen_raw(self, pause_on_connect=True)
+        tx = await spsc.sender_to(address, codec=RawCodec(), send_timeout=0.75)
+        self.addCleanup(tx.close)
+        peer = await factory.first
+        self.addCleanup(peer.abort)
+        # fill_until_stalled waits 0.75 s for each send: the stalled one
+        # itself times out then, or right after.
+        sent, stalled = await fill_until_stalled(lambda i: tx.send(pattern(i, ITEM)), settle=0.5)
+        error = await failure_of(stalled, TimeoutError)
+        self.assertEqual(error.operation, "send")
+        peer.resume()
+        await tx.send(pattern(sent, ITEM))
+        await eventually(lambda: len(peer.frames) == sent, timeout=20)
+        numbers = [int.from_bytes(f[:4], "big") for f in peer.frames]
+        self.assertEqual(numbers, list(range(sent - 1)) + [sent])
+
+    @as_deferred
     async def test_broadcast_send_timeout(self) -> None:
         """
         A broadcast C{send(timeout=)} held up by a paused receiver fails
