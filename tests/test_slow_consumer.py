@@ -217,3 +217,57 @@ class SlowConsumerTests(TestCase):
         self.assertEqual(len(warnings), 1, f"logged {len(warnings)} times: {warnings[:3]}")
         for r in fast:
             r.running = False
+
+
+class DisconnectPolicyBoundsTests(TestCase):
+    """
+    C{slow_receiver_limit} larger than C{send_high_water}.
+    """
+
+    timeout = 30
+
+    @as_deferred
+    async def test_limit_above_send_high_water_loses_nothing_silently(self) -> None:
+        """
+        With C{slow_receiver_limit} above C{send_high_water}, a receiver that
+        stopped reading fills its C{send_high_water} queue before reaching
+        the drop limit.  The next frame for it must not vanish: either the
+        receiver is dropped (and reported), or the C{send()} fails.  It must
+        never be counted as handed over while it was refused.
+        """
+        from .test_backpressure import connect_raw, swallow
+
+        lost: List[Any] = []
+        tx = await broadcast.sender_on(
+            LOOPBACK, codec=RawCodec(), slow_receiver="disconnect",
+            slow_receiver_limit=8 * 1024 * 1024, send_high_water=256 * 1024,
+            on_disconnect=lambda a, r: lost.append(a),
+        )
+        self.addCleanup(tx.close)
+        stuck = await connect_raw(self, tx.local_address)
+        stuck.pause()
+        await eventually(lambda: len(tx) == 1)
+        outcomes: List[Any] = []
+        for i in range(300):  # 4.7 MiB: more than the queue and the kernel hold
+            d = tx.send(pattern(i, SIZE))
+            swallow(d, outcomes)
+            if i % 8 == 7:
+                await sleep(0.01)
+        await sleep(0.5)
+        handed = sum(1 for o in outcomes if o == 1)
+        failed = [o for o in outcomes if not isinstance(o, int)]
+        stuck.resume()
+        if lost:
+            return  # dropped and reported: fine
+        # Let it read everything it will ever get (until no progress).
+        last = -1
+        for _ in range(100):
+            await sleep(0.2)
+            if len(stuck.frames) == last:
+                break
+            last = len(stuck.frames)
+        self.assertEqual(
+            len(stuck.frames), handed,
+            f"send() reported {handed} items handed to the receiver, it got "
+            f"{len(stuck.frames)}; {len(failed)} send()s failed; none was dropped",
+        )
