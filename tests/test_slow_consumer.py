@@ -10,6 +10,7 @@ C{on_disconnect} and the log) and the other two receive everything.
 
 from __future__ import annotations
 
+import gc
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -237,6 +238,9 @@ class DisconnectPolicyBoundsTests(TestCase):
         """
         from .test_backpressure import connect_raw, swallow
 
+        # Collect garbage last, so that Deferreds failed by the bug under
+        # test report their unhandled errors in this test, not a later one.
+        self.addCleanup(gc.collect)
         lost: List[Any] = []
         tx = await broadcast.sender_on(
             LOOPBACK, codec=RawCodec(), slow_receiver="disconnect",
