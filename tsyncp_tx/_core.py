@@ -142,6 +142,22 @@ def _connect(
     return result
 
 
+class _Backlogged:
+    """
+    A frame sent while a reconnecting channel has no connection.
+    """
+
+    __slots__ = ("header", "payload", "deferred", "handed")
+
+    deferred: Deferred[None]  # the send()'s, set right after construction
+
+    def __init__(self, header: bytes, payload: bytes) -> None:
+        self.header = header
+        self.payload = payload
+        # The connection's Deferred once the frame was passed to it queued.
+        self.handed: Optional[Deferred[None]] = None
+
+
 class ChannelCore:
     """
     The shared machinery of every channel object.
@@ -224,7 +240,7 @@ class ChannelCore:
         self._accept_waiters: List[Tuple[int, Deferred[int], int]] = []
         self._service: Optional[ClientService] = None
         self._connecting: Optional[Deferred[Any]] = None
-        self._backlog: Deque[List[Any]] = deque()  # sends while reconnecting
+        self._backlog: Deque[_Backlogged] = deque()  # sends while reconnecting
         self._backlog_bytes = 0
         self._had_peer = False
         self.closed = False
@@ -521,15 +537,18 @@ class ChannelCore:
         if self._backlog and self._backlog_bytes + size > self.send_high_water:
             error2 = SendQueueFull(self.address, self._backlog_bytes, self.send_high_water)
             return fail(error2)
-        entry: List[Any] = [header, payload, None]
+        entry = _Backlogged(header, payload)
 
         def cancel(_: Deferred[None]) -> None:
-            if entry in self._backlog:
+            if entry.handed is not None:
+                # Already passed to the new connection: withdraw it there.
+                entry.handed.cancel()
+            elif entry in self._backlog:
                 self._backlog.remove(entry)
                 self._backlog_bytes -= size
 
         d: Deferred[None] = Deferred(cancel)
-        entry[2] = d
+        entry.deferred = d
         self._backlog.append(entry)
         self._backlog_bytes += size
         if timeout is None:
@@ -541,12 +560,13 @@ class ChannelCore:
         self._backlog_bytes = 0
         peer = self.peer
         assert peer is not None
-        for header, payload, d in backlog:
-            waiting = peer.write_frame(header, payload)
+        for entry in backlog:
+            waiting = peer.write_frame(entry.header, entry.payload)
             if waiting is None:
-                d.callback(None)
+                entry.deferred.callback(None)
             else:
-                waiting.chainDeferred(d)
+                entry.handed = waiting
+                waiting.chainDeferred(entry.deferred)
 
     def send_multi(
         self,
@@ -600,8 +620,8 @@ class ChannelCore:
             self.queue.close(ChannelClosed())
         backlog, self._backlog = self._backlog, deque()
         self._backlog_bytes = 0
-        for _, _, waiting in backlog:
-            waiting.errback(Failure(ChannelClosed("channel closed before reconnecting")))
+        for entry in backlog:
+            entry.deferred.errback(Failure(ChannelClosed("channel closed before reconnecting")))
         waiters, self._accept_waiters = self._accept_waiters, []
         for _, waiting, _ in waiters:
             waiting.errback(Failure(ChannelClosed()))

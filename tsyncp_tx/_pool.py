@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, Iterable, List, Optional
 
-from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.defer import Deferred, DeferredList, fail, succeed
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from ._errors import ConnectionClosed, describe_address
+from ._errors import ConnectionClosed, SendQueueFull, describe_address
 from ._framing import _CACHED, _HEADER_CACHE, MAX_FRAME_LENGTH, encode_header
 from ._protocol import _JOIN_BELOW, DEFAULT_SEND_HIGH_WATER, FramedProtocol, IFrameSink
 
@@ -109,7 +109,10 @@ class StreamPool:
             nodelay=nodelay,
             read_size=read_size,
             send_limit=send_limit,
-            send_high_water=send_high_water,
+            # A slow receiver is dropped at its limit, never refused below it.
+            send_high_water=max(send_high_water, self.slow_receiver_limit)
+            if slow_receiver == "disconnect"
+            else send_high_water,
             clock=clock,
         )
         self._connections: Dict[Address, FramedProtocol] = {}
@@ -266,14 +269,22 @@ class StreamPool:
         Frame C{payload} once and write it to every connection (or to
         C{connections}).
 
+        With the C{"wait"} policy the returned Deferred fires once every
+        recipient's transport has taken the frame, so the sender goes at the
+        pace of the slowest.  With C{"disconnect"} it fires as soon as one
+        recipient has taken it, so the sender goes at the pace of the
+        fastest; a recipient whose queue would pass C{slow_receiver_limit}
+        is disconnected and reported instead.
+
         @param payload: The payload.
         @param connections: The recipients; by default every connection.
         @return: A Deferred firing with the number of connections the frame
-            was handed to.  It is already fired unless some transport was
-            paused; then, with the C{"wait"} policy, it fires when the
-            slowest has taken the frame.  A connection lost meanwhile is not
-            counted (its loss goes to C{on_disconnect}).  Cancelling it
-            withdraws the frame from every queue it still waits in.
+            was handed to or queued for; already fired unless a transport
+            pushed back.  A connection lost meanwhile is not counted (its
+            loss goes to C{on_disconnect}).  Cancelling it withdraws the
+            frame from every queue it still waits in.  It fails at once with
+            L{SendQueueFull}, nothing written anywhere, if a recipient's
+            queue is full (C{"wait"} policy).
         @raise FrameTooLarge: If the payload exceeds C{max_frame_length};
             nothing is written anywhere.
         """
@@ -284,25 +295,30 @@ class StreamPool:
             else encode_header(length, self.max_frame_length)
         )
         joined = header + payload if length < _JOIN_BELOW else None
-        targets = self._connections.values() if connections is None else connections
+        targets = list(self._connections.values() if connections is None else connections)
+        size = len(header) + length
+        disconnect_slow = self.slow_receiver == "disconnect"
+        for connection in targets:
+            if not connection.writable and not connection.can_queue(size):
+                if not disconnect_slow:
+                    # All or nothing: refuse before writing anywhere.
+                    return fail(
+                        SendQueueFull(
+                            connection.address, connection.queued_bytes, connection.send_high_water
+                        )
+                    )
         count = 0
         pending: Optional[List[Deferred[None]]] = None
-        disconnect_slow = self.slow_receiver == "disconnect"
-        for connection in list(targets):
+        for connection in targets:
             if (
                 disconnect_slow
                 and not connection.writable
-                and connection.queued_bytes + length > self.slow_receiver_limit
+                and connection.queued_bytes + size > self.slow_receiver_limit
             ):
                 self._drop_slow(connection)
                 continue
             waiting = connection.write_frame(header, payload, joined)
             if waiting is None:
-                count += 1
-            elif disconnect_slow:
-                # The others go on at full speed; a failure here means the
-                # connection died, which on_disconnect reports.
-                waiting.addErrback(_ignore_closed)
                 count += 1
             else:
                 if pending is None:
@@ -310,9 +326,18 @@ class StreamPool:
                 pending.append(waiting)
         if pending is None:
             return succeed(count)
+        if disconnect_slow:
+            if count:  # a recipient keeps up: the sender need not wait
+                for waiting in pending:
+                    waiting.addErrback(_ignore_closed)
+                return succeed(count + len(pending))
+            return _first_written(pending)
         return _count_written(count, pending)
 
     def _drop_slow(self, connection: FramedProtocol) -> None:
+        # Out of the pool at once, so no further frame is written to it or
+        # logged for it; the loss itself reaches on_disconnect.
+        self.remove(connection)
         self.log.warn(
             "Disconnecting slow receiver {peer}: {queued} bytes queued, "
             "slow_receiver_limit={limit}",
@@ -349,6 +374,37 @@ class StreamPool:
         closing = [connection.close() for connection in list(self._connections.values())]
         d = DeferredList(closing, consumeErrors=True)
         return d.addCallback(lambda _: None)
+
+
+def _first_written(pending: List[Deferred[None]]) -> Deferred[int]:
+    """
+    Fire with the number of recipients as soon as one of the queued writes
+    is done (the C{"disconnect"} policy's pacing by the fastest recipient).
+    """
+    total = len(pending)
+
+    def cancel(_: Deferred[int]) -> None:
+        for waiting in pending:
+            waiting.cancel()
+
+    result: Deferred[int] = Deferred(cancel)
+    state = {"left": total, "lost": 0}
+
+    def settled(outcome: Any) -> None:
+        state["left"] -= 1
+        if isinstance(outcome, Failure):
+            if not outcome.check(ConnectionClosed) and not result.called:
+                result.errback(outcome)
+                return
+            state["lost"] += 1
+            if state["left"] == 0 and not result.called:
+                result.callback(total - state["lost"])
+        elif not result.called:
+            result.callback(total - state["lost"])
+
+    for waiting in pending:
+        waiting.addBoth(settled)
+    return result
 
 
 def _count_written(count: int, pending: List[Deferred[None]]) -> Deferred[int]:

@@ -313,6 +313,16 @@ class FramedProtocol(Protocol):
         """
         return not self._paused and not self._queue and self.connected_
 
+    def can_queue(self, size: int) -> bool:
+        """
+        Whether a frame of C{size} bytes may wait in the queue now (an empty
+        queue takes any one frame).
+
+        @param size: The frame's size, header included.
+        @return: Whether L{write_frame} would queue rather than refuse it.
+        """
+        return not self._queue or self._queued_bytes + size <= self.send_high_water
+
     @property
     def queued_bytes(self) -> int:
         """
@@ -382,7 +392,7 @@ class FramedProtocol(Protocol):
                 )
             )
         size = len(header) + len(payload)
-        if self._queue and self._queued_bytes + size > self.send_high_water:
+        if not self.can_queue(size):
             return fail(SendQueueFull(self.address, self._queued_bytes, self.send_high_water))
         entry: List[Any] = [joined if joined is not None else (header, payload), size, None]
 
