@@ -27,7 +27,7 @@ from twisted.trial import unittest
 from tsyncp_tx import barrier, broadcast, mpsc, tap
 from tsyncp_tx._standalone import listen_endpoint
 from tsyncp_tx.codecs import CborCodec, RawCodec
-from tsyncp_tx.errors import ConnectionClosed
+from tsyncp_tx.errors import ConnectionClosed, TimeoutError
 
 from ._util import LOOPBACK, ChildProcess, as_deferred, eventually, sleep
 
@@ -536,8 +536,8 @@ class SourceServiceTests(ServiceTestsMixin, unittest.TestCase):
         address = service.sender.local_address
         rx1 = await broadcast.receiver_to(address)
         self.addCleanup(rx1.close)
-        await sleep(0.2)
-        self.assertEqual(len(rx1), 0)
+        with self.assertRaises(TimeoutError):
+            await rx1.recv(timeout=0.3)
         rx2 = await broadcast.receiver_to(address)
         self.addCleanup(rx2.close)
         await done
@@ -546,6 +546,28 @@ class SourceServiceTests(ServiceTestsMixin, unittest.TestCase):
             got = [item async for item in rx]
             self.assertEqual(got, expected)
         self.assertEqual(service.sent, 201)
+
+    @as_deferred
+    async def test_stop_with_stalled_receiver(self) -> None:
+        """
+        A receiver that stopped reading does not keep C{stopService} from
+        finishing: after C{close_grace} seconds it stops anyway.
+        """
+        line = json.dumps("x" * 65536).encode() + b"\n"
+        service, done, _ = self.source(line * 300, receivers=1)
+        service.close_grace = 0.5
+        assert service.sender is not None
+        rx = await broadcast.receiver_to(
+            service.sender.local_address, recv_high_water=1, recv_high_water_bytes=65536
+        )
+        self.addCleanup(rx.close)
+        await sleep(0.5)
+        self.assertFalse(done.called)  # the sender is blocked by the stalled receiver
+        from twisted.internet import reactor
+
+        started = reactor.seconds()
+        await service.stopService()
+        self.assertLess(reactor.seconds() - started, 5)
 
     @as_deferred
     async def test_bad_line_stops(self) -> None:

@@ -137,7 +137,6 @@ class ServerAuthenticationTests(_TLSCase):
         await eventually(lambda: bool(lost), timeout=10)
         with self.assertRaises(TimeoutError):
             await rx.recv(timeout=0.5)
-        self.assertEqual(len(rx), 0)
 
         tx = self.track(await broadcast.sender_on(self.ssl()))
         plain_rx = self.track(await broadcast.receiver_to(("127.0.0.1", tx.local_address[1])))

@@ -714,7 +714,7 @@ class PeerCount:
 
     def attach(self, view: Any) -> None:
         """
-        @param view: The channel (anything with C{len()}: its peer count).
+        @param view: A multi-peer channel (its C{addresses} are its peers).
         """
         self._view = view
 
@@ -726,7 +726,7 @@ class PeerCount:
         """
         if self._view is None:
             return
-        ready = [w for w in self._waiting if len(self._view) >= w[0]]
+        ready = [w for w in self._waiting if len(self._view.addresses) >= w[0]]
         for entry in ready:
             self._waiting.remove(entry)
             entry[1].callback(None)
@@ -746,7 +746,7 @@ class PeerCount:
 
         d: Deferred[None] = Deferred(cancel)
         entry = (n, d)
-        if len(self._view) >= n:
+        if len(self._view.addresses) >= n:
             d.callback(None)
         else:
             self._waiting.append(entry)
@@ -816,7 +816,7 @@ async def pump_lines_to_sender(
         if not items:
             return sent
         for item in items:
-            if peers is not None and not len(sender):
+            if peers is not None and not sender.addresses:
                 if on_wait is not None:
                     on_wait()
                 await peers.at_least(1)
@@ -849,7 +849,7 @@ async def relay_raw(
         except (ChannelClosed, ConnectionClosed):
             return forwarded
         for payload in batch:
-            while not len(sender):
+            while not sender.addresses:
                 if on_wait is not None:
                     on_wait()
                 await peers.at_least(1)

@@ -19,6 +19,7 @@ from typing import Any, Callable, List, Optional
 
 from twisted.application.service import IService, Service
 from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
@@ -100,6 +101,8 @@ class _StandaloneService(Service):
 
     command = "?"
     log = _log
+    #: Seconds C{stopService} waits for peers to take what was sent.
+    close_grace = 10.0
 
     def __init__(self, reactor: Any = None, on_fatal: Optional[Callable[[], Any]] = None) -> None:
         """
@@ -193,8 +196,24 @@ class _StandaloneService(Service):
         self._close_files()
 
     async def _close_channels(self) -> None:
-        closing = [channel.close() for channel in self._channels]
-        await DeferredList(closing, consumeErrors=True)
+        await self._bounded(DeferredList([channel.close() for channel in self._channels], consumeErrors=True))
+
+    async def _bounded(self, closing: Deferred[Any]) -> None:
+        """
+        Wait for C{closing}, at most L{close_grace} seconds: a peer that
+        stopped reading must not keep a SIGTERM from ending the process.
+        """
+        timer = deferLater(self.reactor, self.close_grace, lambda: None)
+        await DeferredList([closing, timer], fireOnOneCallback=True, consumeErrors=True)
+        if closing.called:
+            timer.cancel()
+        else:
+            self.log.warn(
+                "tsyncp {command}: peers did not take everything sent within {grace} s; "
+                "stopping anyway",
+                command=self.command,
+                grace=self.close_grace,
+            )
 
     def _close_files(self) -> None:
         pass
@@ -500,7 +519,7 @@ class RelayService(_StandaloneService):
     async def _close_channels(self) -> None:
         # Stop taking items first, then flush what was already relayed.
         if self.receiver is not None:
-            await self.receiver.close()
+            await self._bounded(self.receiver.close())
         await super()._close_channels()
         self.log.info("relay stopped: forwarded {count} item(s)", count=self.forwarded)
 
