@@ -117,7 +117,6 @@ class _StandaloneService(Service):
         self.reactor = reactor
         self._on_fatal = on_fatal
         self._loop: Optional[Deferred[Any]] = None
-        self._pending: List[Deferred[Any]] = []
         self._channels: List[Any] = []
         self._opened = False
 
