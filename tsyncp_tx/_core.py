@@ -246,7 +246,7 @@ class ChannelCore:
         self.closed = False
         self._close_done = False
         self._close_waiters: List[Deferred[None]] = []
-        self._warned_send_only: set = set()
+        self._abort_calls: List[Any] = []
 
     # Connections
 
@@ -311,9 +311,9 @@ class ChannelCore:
 
     def _unexpected_frames(self, frames: List[bytes], connection: FramedProtocol) -> None:
         # Frames at a send-only endpoint are discarded (reading them keeps
-        # memory bounded); the first per connection is logged.
-        if connection.serial not in self._warned_send_only:
-            self._warned_send_only.add(connection.serial)
+        # memory bounded); the first read of them per connection is logged.
+        connection.discarded += len(frames)
+        if connection.discarded == len(frames):
             self.log.error(
                 "Discarding unexpected frames from {peer}: this endpoint only "
                 "sends ({count} frame(s), first {size} bytes)",
@@ -602,20 +602,22 @@ class ChannelCore:
 
     # Closing
 
-    def close(self) -> Deferred[None]:
+    def close(self, timeout: Optional[float] = None) -> Deferred[None]:
         """
-        Stop listening or connecting, flush, close every connection.
+        Stop listening or connecting, flush, close every connection; after
+        C{timeout} seconds, abort the connections still flushing.
         """
         d: Deferred[None] = Deferred()
-        if self.closed:
-            # Also reached re-entrantly, from the cancellation below.
-            if self._close_done:
-                d.callback(None)
-            else:
-                self._close_waiters.append(d)
+        if self._close_done:
+            d.callback(None)
             return d
-        self.closed = True
         self._close_waiters.append(d)
+        if timeout is not None:
+            # Every close(timeout=) bounds the wait, even a later call.
+            self._abort_calls.append(self.reactor.callLater(timeout, self.pool.abort))
+        if self.closed:
+            return d  # already closing (also reached re-entrantly, below)
+        self.closed = True
         if self.queue is not None:
             self.queue.close(ChannelClosed())
         backlog, self._backlog = self._backlog, deque()
@@ -638,6 +640,9 @@ class ChannelCore:
 
         def finished(_: Any) -> None:
             self._close_done = True
+            for call in self._abort_calls:
+                if call.active():
+                    call.cancel()
             waiters, self._close_waiters = self._close_waiters, []
             for waiting in waiters:
                 waiting.callback(None)

@@ -365,6 +365,13 @@ class StreamPool:
         for connection in list(self._connections.values()):
             connection.resume_reading()
 
+    def abort(self) -> None:
+        """
+        Drop every connection now, discarding unsent data.
+        """
+        for connection in list(self._connections.values()):
+            connection.abort()
+
     def close(self) -> Deferred[None]:
         """
         Flush and close every connection.

@@ -155,6 +155,8 @@ class FramedProtocol(Protocol):
         self.send_limit = send_limit
         self.send_high_water = send_high_water
         self.serial = next(_serials)
+        #: Frames received and thrown away (at a send-only endpoint).
+        self.discarded = 0
         self.address: Any = f"unconnected#{self.serial}"
         self.connected_ = False
         self.kept = False

@@ -61,15 +61,19 @@ class _View:
         """
         self._core = core
 
-    def close(self) -> Deferred[None]:
+    def close(self, timeout: Optional[float] = None) -> Deferred[None]:
         """
         Close the channel: stop listening or reconnecting, flush every byte
         already sent, close every connection.  Pending C{recv()} calls fail
         with L{ChannelClosed}.  Closing twice is harmless.
 
+        @param timeout: Seconds to wait for a peer that does not read the
+            rest; then its connection is aborted, unsent data discarded.
+            By default, C{close} waits as long as the peers keep the TCP
+            connection open.
         @return: A Deferred firing once everything is flushed and closed.
         """
-        return self._core.close()
+        return self._core.close(timeout)
 
     @property
     def local_address(self) -> Any:
