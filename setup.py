@@ -33,6 +33,8 @@ setup(
         "test": [
             "twisted[tls]>=23.8",
             "hypothesis>=6",
+            # The JSON codec's orjson path is tested against the stdlib one.
+            "orjson>=3.9",
             "mypy>=1.5",
             "mypy-zope>=1.0",
             "pydoctor>=23.9",

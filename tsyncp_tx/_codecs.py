@@ -12,11 +12,13 @@ from zope.interface import Attribute, Interface, implementer
 
 from ._errors import DecodeError, EncodeError
 
-_orjson: Any
+_orjson: Any = None
 try:  # orjson writes the same bytes as the stdlib path below, faster.
-    import orjson as _orjson
+    import orjson as _orjson_module
+
+    _orjson = _orjson_module
 except ImportError:  # pragma: no cover - depends on the environment
-    _orjson = None
+    pass
 
 
 class ICodec(Interface):

@@ -35,6 +35,13 @@ DEFAULT_SEND_HIGH_WATER = 16 * 1024 * 1024
 # larger ones go out as (header, payload) with writeSequence, uncopied.
 _JOIN_BELOW = 16 * 1024
 
+# Once a connection carries a frame this large, it reads up to
+# _LARGE_READ_SIZE bytes at a time and hands the socket up to
+# _LARGE_SEND_LIMIT bytes per reactor turn (Twisted: 64 KiB and 128 KiB).
+_LARGE_FRAME = 256 * 1024
+_LARGE_READ_SIZE = 1024 * 1024
+_LARGE_SEND_LIMIT = 4 * 1024 * 1024
+
 # Combined small frames are handed to the transport at the end of the
 # reactor turn, or as soon as this many bytes are waiting.
 _COMBINE_LIMIT = 64 * 1024
@@ -139,9 +146,11 @@ class FramedProtocol(Protocol):
         @param nodelay: Set C{TCP_NODELAY} on TCP connections.
         @param read_size: Bytes read from the socket per read (Twisted's
             C{bufferSize}, also the write buffer size beyond which the
-            protocol is paused); C{None} keeps Twisted's 64 KiB.
+            protocol is paused); C{None} keeps Twisted's 64 KiB until the
+            connection carries a frame of 256 KiB or more, then 1 MiB.
         @param send_limit: Bytes handed to the socket per reactor turn
-            (Twisted's C{SEND_LIMIT}); C{None} keeps Twisted's 128 KiB.
+            (Twisted's C{SEND_LIMIT}); C{None} keeps Twisted's 128 KiB until
+            the connection carries a frame of 256 KiB or more, then 4 MiB.
         @param send_high_water: Bytes of frames that may wait while the
             transport is paused before C{send_frame} refuses.
         @param clock: Schedules the end-of-turn write of combined small
@@ -171,6 +180,8 @@ class FramedProtocol(Protocol):
         self._out: List[bytes] = []  # small frames combined for one write
         self._out_bytes = 0
         self._out_scheduled = False
+        self._raw: Any = None  # the innermost transport, once connected
+        self._large = False  # switched to large reads and writes
 
     # Connection life
 
@@ -190,18 +201,35 @@ class FramedProtocol(Protocol):
             and isinstance(raw.getHost(), (IPv4Address, IPv6Address))
         ):
             raw.setTcpNoDelay(True)
-        if self.read_size is not None and hasattr(raw, "bufferSize"):
-            raw.bufferSize = self.read_size
-            if raw is not transport and hasattr(transport, "bufferSize"):
-                transport.bufferSize = self.read_size
-        if self.send_limit is not None and hasattr(raw, "SEND_LIMIT"):
-            raw.SEND_LIMIT = self.send_limit
+        self._raw = raw
+        self._large = False
+        self._size_transport(self.read_size, self.send_limit)
         transport.registerProducer(self, True)  # type: ignore[attr-defined]
         if self.sink is not None:
             if self.sink.connection_made(self):
                 self.kept = True
             else:
                 self._lose_connection()
+
+    def _size_transport(self, read_size: Optional[int], send_limit: Optional[int]) -> None:
+        raw = self._raw
+        if read_size is not None and hasattr(raw, "bufferSize"):
+            raw.bufferSize = read_size
+            transport = self.transport
+            if raw is not transport and hasattr(transport, "bufferSize"):
+                transport.bufferSize = read_size  # type: ignore[union-attr]
+        if send_limit is not None and hasattr(raw, "SEND_LIMIT"):
+            raw.SEND_LIMIT = send_limit
+
+    def _large_frames(self) -> None:
+        # A connection carrying large frames reads and writes in larger
+        # pieces (fewer reactor turns and copies per frame), unless the user
+        # chose sizes.
+        self._large = True
+        self._size_transport(
+            _LARGE_READ_SIZE if self.read_size is None else None,
+            _LARGE_SEND_LIMIT if self.send_limit is None else None,
+        )
 
     def dataReceived(self, data: bytes) -> None:
         """
@@ -217,6 +245,8 @@ class FramedProtocol(Protocol):
             return
         if frames and self.kept:
             self.sink.frames_received(self, frames)  # type: ignore[union-attr]
+        if not self._large and decoder.buffered >= _LARGE_FRAME:
+            self._large_frames()
         if decoder.failed is not None:  # after the good frames ahead of it
             self.protocol_error(str(decoder.failed))
 
@@ -362,6 +392,8 @@ class FramedProtocol(Protocol):
         else:
             if self._out:
                 self._write_out()
+            if length >= _LARGE_FRAME and not self._large:
+                self._large_frames()
             self.transport.writeSequence((header, payload))  # type: ignore[union-attr]
         return None
 
