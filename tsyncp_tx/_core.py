@@ -582,9 +582,9 @@ class ChannelCore:
         if self.closed:
             return fail(ChannelClosed())
         try:
-            payload = self.encode(item, raw)
-        except EncodeError as e:
-            return fail(e)
+            payload = self._encode(item) if not raw else self.encode(item, raw)
+        except Exception as e:
+            return fail(self._encode_error(e, item))
         targets: Optional[List[FramedProtocol]] = None
         if to is not None:
             get = self.pool.get

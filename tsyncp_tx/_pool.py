@@ -296,6 +296,13 @@ class StreamPool:
         )
         joined = header + payload if length < _JOIN_BELOW else None
         targets = list(self._connections.values() if connections is None else connections)
+        for connection in targets:
+            if not connection.writable:
+                break
+        else:  # the common case: every transport takes the frame now
+            for connection in targets:
+                connection.write_frame(header, payload, joined)
+            return succeed(len(targets))
         size = len(header) + length
         disconnect_slow = self.slow_receiver == "disconnect"
         for connection in targets:
