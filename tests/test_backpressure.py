@@ -375,64 +375,103 @@ class SendBackpressureTests(TestCase):
         self.failureResultOf(later, ConnectionClosed)
 
     @as_deferred
-    async def test_send_queue_full_past_high_water(self) -> None:
+    async def test_send_waits_past_high_water(self) -> None:
         """
-        Past C{send_high_water} queued bytes, C{send()} fails at once with
-        L{SendQueueFull} (nothing queued, memory bounded); the accepted
-        items are still delivered and sending works again afterwards.
+        Once C{send_high_water} bytes are queued, further C{send()}s wait
+        without even being encoded (memory stays bounded); when the peer
+        reads again they go out, every Deferred fires in order, and every
+        item arrives once, in order.
         """
         high_water = 4 * ITEM + 100
-        tx, peer, sent, stalled = await self._stalled_sender(send_high_water=high_water)
-        accepted = [stalled]
-        refused: Optional[Failure] = None
+        codec = CountingRawCodec()
+        address, factory = await listen_raw(self, pause_on_connect=True)
+        tx = await spsc.sender_to(address, codec=codec, send_high_water=high_water)
+        self.addCleanup(tx.close)
+        peer = await factory.first
+        self.addCleanup(peer.abort)
+        sent, stalled = await fill_until_stalled(lambda i: tx.send(pattern(i, ITEM)))
+        fired: List[int] = []
+        stalled.addCallback(lambda _: fired.append(sent - 1))
+        pending = []
         for i in range(sent, sent + 20):
             d = tx.send(pattern(i, ITEM))
-            if d.called:
-                refused = self.failureResultOf(d, SendQueueFull)
-                break
-            accepted.append(d)
-        self.assertIsNotNone(refused, "send() never refused past send_high_water")
-        assert refused is not None
-        error: Any = refused.value
-        self.assertEqual(error.limit, high_water)
-        self.assertEqual(error.address, tx.peer_address)
-        self.assertLessEqual(error.queued, high_water)
-        # Frames are 3-byte header + ITEM: 4 fit under the bound.
-        self.assertEqual(len(accepted), 4)
-        refused_index = sent + len(accepted) - 1
+            self.assertFalse(d.called, f"send #{i} did not wait")
+            d.addCallback(lambda _, i=i: fired.append(i))
+            pending.append(d)
+        connection = tx._core.peer
+        assert connection is not None
+        # At most one frame beyond the bound is queued; the rest wait
+        # unencoded.
+        self.assertLessEqual(connection.queued_bytes, high_water + ITEM + 3)
+        self.assertLess(codec.encoded, sent + 20 - 10, "waiting items were encoded")
         peer.resume()
-        for d in accepted:
-            await d
-        after = tx.send(pattern(refused_index + 1, ITEM))
-        await after
-        total = sent + len(accepted)  # accepted items + the one after
-        await eventually(lambda: len(peer.frames) == total, timeout=20)
-        numbers = [int.from_bytes(f[:4], "big") for f in peer.frames]
-        self.assertNotIn(refused_index, numbers, "the refused item was sent")
-        self.assertEqual(numbers, list(range(refused_index)) + [refused_index + 1])
+        total = sent + 20
+        await eventually(lambda: len(peer.frames) == total and len(fired) == 21, timeout=20)
+        self.assertEqual(fired, list(range(sent - 1, total)))
+        self.assertEqual([int.from_bytes(f[:4], "big") for f in peer.frames], list(range(total)))
+        self.assertEqual(codec.encoded, total)
 
     @as_deferred
     async def test_queued_bytes_stay_bounded_without_awaiting(self) -> None:
         """
         A careless sender that never waits for its Deferreds cannot grow the
-        queue past C{send_high_water}: the overflow is refused, not buffered.
+        queue past C{send_high_water} (plus one frame): the overflow waits,
+        unencoded, and nothing is refused or lost.
         """
         high_water = 1024 * 1024
         tx, peer, sent, stalled = await self._stalled_sender(send_high_water=high_water)
         outcomes: List[Any] = []
         swallow(stalled, outcomes)
-        refused = 0
         for i in range(sent, sent + 200):
             d = tx.send(pattern(i, ITEM))
-            if d.called:
-                self.failureResultOf(d, SendQueueFull)
-                refused += 1
-            else:
-                swallow(d, outcomes)
+            self.assertFalse(d.called)
+            swallow(d, outcomes)
         connection = tx._core.peer
         assert connection is not None
-        self.assertLessEqual(connection.queued_bytes, high_water)
-        self.assertGreater(refused, 150)
+        self.assertLessEqual(connection.queued_bytes, high_water + ITEM + 3)
+        peer.resume()
+        total = sent + 200
+        await eventually(lambda: len(peer.frames) == total, timeout=30)
+        await eventually(lambda: len(outcomes) == 201)
+        self.assertEqual([o for o in outcomes if o is not None], [])
+        self.assertEqual([int.from_bytes(f[:4], "big") for f in peer.frames], list(range(total)))
+
+    @as_deferred
+    async def test_waiting_send_cancelled_or_timed_out_is_withdrawn(self) -> None:
+        """
+        A send waiting for room can be cancelled, or given a timeout: it is
+        withdrawn (never encoded nor sent) and the others go out in order.
+        """
+        from tsyncp_tx.errors import TimeoutError as SendTimeout
+
+        high_water = 2 * ITEM
+        tx, peer, sent, stalled = await self._stalled_sender(send_high_water=high_water)
+        waiting = [tx.send(pattern(i, ITEM)) for i in range(sent, sent + 4)]
+        self.assertFalse(any(d.called for d in waiting))
+        waiting[1].cancel()
+        self.failureResultOf(waiting[1], CancelledError)
+        timed = tx.send(pattern(sent + 4, ITEM), timeout=0.05)
+        await sleep(0.2)
+        self.failureResultOf(timed, SendTimeout)
+        peer.resume()
+        for d in [stalled, waiting[0], waiting[2], waiting[3]]:
+            await d
+        expected = list(range(sent)) + [sent, sent + 2, sent + 3]
+        await eventually(lambda: len(peer.frames) == len(expected), timeout=20)
+        self.assertEqual([int.from_bytes(f[:4], "big") for f in peer.frames], expected)
+
+
+class CountingRawCodec(RawCodec):
+    """
+    A raw codec that counts its C{encode} calls.
+    """
+
+    def __init__(self) -> None:
+        self.encoded = 0
+
+    def encode(self, obj: Any) -> bytes:
+        self.encoded += 1
+        return super().encode(obj)
 
 
 # Receive side
@@ -572,12 +611,12 @@ class BroadcastSendBackpressureTests(TestCase):
     timeout = 60
 
     @as_deferred
-    async def test_send_queue_full_is_all_or_nothing(self) -> None:
+    async def test_full_receiver_holds_the_broadcast_for_everyone(self) -> None:
         """
-        When one receiver's queue is full, a broadcast C{send()} that fails
-        with L{SendQueueFull} must not have delivered the item to the other
-        receivers either: a failed C{send()} means nothing was sent, so
-        retrying it cannot duplicate the item.
+        When one receiver's queue is full, a broadcast C{send()} waits and
+        reaches no receiver until every one has room: the item is never
+        delivered to some and refused to others.  Once the stuck receiver
+        reads again, both get every item, in order.
         """
         from tsyncp_tx import broadcast
 
@@ -598,29 +637,27 @@ class BroadcastSendBackpressureTests(TestCase):
 
         swallow(Deferred.fromCoroutine(read()))
         sent, stalled = await fill_until_stalled(lambda i: tx.send(pattern(i, ITEM)))
-        swallow(stalled)
-        self.assertGreaterEqual(len(received), sent - 1, "the reading receiver stalled too")
+        outcomes: List[Any] = []
+        swallow(stalled, outcomes)
         # A careless sender: 12 more sends without waiting.
-        outcomes: List[List[Any]] = []
         for i in range(sent, sent + 12):
-            outcome: List[Any] = []
-            swallow(tx.send(pattern(i, ITEM)), outcome)
-            outcomes.append(outcome)
-        # The reader drains everything it was given (which settles the
-        # sends that were refused for the stuck receiver only).
+            d = tx.send(pattern(i, ITEM))
+            self.assertFalse(d.called)
+            swallow(d, outcomes)
         await sleep(0.5)
-        await eventually(lambda: not reader.queued, timeout=20)
-        await sleep(0.3)
-        reading["on"] = False
-        refused = [
-            sent + n for n, o in enumerate(outcomes)
-            if o and isinstance(o[0], Failure) and o[0].check(SendQueueFull)
-        ]
-        self.assertTrue(refused, "no send() was refused past send_high_water")
-        numbers = set(int.from_bytes(item[:4], "big") for item in received)
-        both = [i for i in refused if i in numbers]
-        self.assertEqual(
-            both, [],
-            f"send() of items {both} failed with SendQueueFull, yet the other "
-            f"receiver got them (refused: {refused})",
+        # The stuck receiver's queue takes at most 4 frames under the bound
+        # plus one beyond it; every later item waits for both receivers.
+        numbers = [int.from_bytes(item[:4], "big") for item in received]
+        self.assertFalse(
+            [n for n in numbers if n >= sent + 5],
+            f"the reading receiver got items the stuck one had no room for (sent={sent})",
         )
+        self.assertLessEqual(len(outcomes), 1 + 5, "sends beyond the bound did not wait")
+        stuck.resume()
+        total = sent + 12
+        await eventually(lambda: len(stuck.frames) == total and len(received) == total, timeout=30)
+        reading["on"] = False
+        await eventually(lambda: len(outcomes) == 13)
+        self.assertEqual(outcomes, [2] * 13)
+        self.assertEqual([int.from_bytes(f[:4], "big") for f in received], list(range(total)))
+        self.assertEqual([int.from_bytes(f[:4], "big") for f in stuck.frames], list(range(total)))

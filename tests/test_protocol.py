@@ -35,6 +35,7 @@ class FakeSink:
     @ivar made: Connections announced.
     @ivar received: C{(connection, frames)} per call.
     @ivar lost: C{(connection, reason)} per call.
+    @ivar drained: Connections reported drained, per call.
     """
 
     def __init__(self, keep: bool = True) -> None:
@@ -42,6 +43,7 @@ class FakeSink:
         self.made: List[FramedProtocol] = []
         self.received: List[Tuple[FramedProtocol, List[bytes]]] = []
         self.lost: List[Tuple[FramedProtocol, Failure]] = []
+        self.drained: List[FramedProtocol] = []
 
     def connection_made(self, connection: FramedProtocol) -> bool:
         self.made.append(connection)
@@ -52,6 +54,9 @@ class FakeSink:
 
     def connection_lost(self, connection: FramedProtocol, reason: Failure) -> None:
         self.lost.append((connection, reason))
+
+    def connection_drained(self, connection: FramedProtocol) -> None:
+        self.drained.append(connection)
 
     def payloads(self) -> List[bytes]:
         """
@@ -502,25 +507,32 @@ class SendingTests(SynchronousTestCase):
 
     def test_send_high_water(self) -> None:
         """
-        Past C{send_high_water} queued bytes a send fails at once with
-        C{SendQueueFull} (nothing queued); after the queue drains, sends
-        are accepted again.
+        Once C{send_high_water} bytes are queued, a send fails at once with
+        C{SendQueueFull} (nothing queued); below it, one more frame of any
+        size is accepted.  After the queue drains, sends are accepted again
+        and the sink hears that the connection drained.  (Channels wait for
+        C{has_room} before sending, so their users never see this error.)
         """
         protocol, transport, sink, clock = connect(send_high_water=100)
         protocol.pauseProducing()
         accepted = [protocol.send_frame(b"x" * 39) for _ in range(2)]  # 2 * 40 bytes
+        self.assertTrue(protocol.has_room)
+        accepted.append(protocol.send_frame(b"w" * 49))  # 130: one frame beyond
+        self.assertFalse(protocol.has_room)
         refused = protocol.send_frame(b"y" * 39)
         failure = self.failureResultOf(refused, SendQueueFull)
         self.assertEqual(failure.value.limit, 100)
-        self.assertEqual(failure.value.queued, 80)
+        self.assertEqual(failure.value.queued, 130)
         self.assertIn("127.0.0.1:40001", str(failure.value))
-        self.assertEqual(protocol.queued_bytes, 80)
-        fits = protocol.send_frame(b"z" * 19)  # exactly 100
+        self.assertEqual(protocol.queued_bytes, 130)
+        self.assertEqual(sink.drained, [])
         protocol.resumeProducing()
-        for d in accepted + [fits]:
+        for d in accepted:
             self.successResultOf(d)
+        self.assertEqual(sink.drained, [protocol])
+        self.assertTrue(protocol.has_room)
         self.assertEqual(
-            FrameDecoder().feed(transport.value()), [b"x" * 39, b"x" * 39, b"z" * 19]
+            FrameDecoder().feed(transport.value()), [b"x" * 39, b"x" * 39, b"w" * 49]
         )
 
     def test_close_flushes_then_loses_connection(self) -> None:

@@ -158,6 +158,21 @@ class _Backlogged:
         self.handed: Optional[Deferred[None]] = None
 
 
+class _RoomWaiter:
+    """
+    A send waiting for room in the queues it writes to.
+    """
+
+    __slots__ = ("start", "deferred", "started")
+
+    deferred: Deferred[Any]  # the send()'s, set right after construction
+
+    def __init__(self, start: Callable[[], Deferred[Any]]) -> None:
+        self.start = start
+        # The real send's Deferred once started.
+        self.started: Optional[Deferred[Any]] = None
+
+
 class ChannelCore:
     """
     The shared machinery of every channel object.
@@ -220,6 +235,7 @@ class ChannelCore:
             accept_filter=self._admit if (accept_filter or single) else None,
             on_accept=self._joined,
             on_disconnect=self._left,
+            on_drain=self._make_room,
             max_frame_length=max_frame_length,
             nodelay=nodelay,
             read_size=read_size,
@@ -241,6 +257,7 @@ class ChannelCore:
         self._service: Optional[ClientService] = None
         self._connecting: Optional[Deferred[Any]] = None
         self._backlog: Deque[_Backlogged] = deque()  # sends while reconnecting
+        self._room_waiters: Deque[_RoomWaiter] = deque()  # sends waiting for room
         self._backlog_bytes = 0
         self._had_peer = False
         self.closed = False
@@ -302,6 +319,8 @@ class ChannelCore:
             )
         if self._user_on_disconnect is not None:
             self._call_hook(self._user_on_disconnect, address, reason)
+        if self._room_waiters:
+            self._make_room()
 
     def _call_hook(self, hook: Callable[..., Any], *args: Any) -> None:
         try:
@@ -482,8 +501,15 @@ class ChannelCore:
 
     def send_one(self, item: Any, timeout: Optional[float] = None, raw: bool = False) -> Deferred[None]:
         """
-        Send to the single peer.
+        Send to the single peer, waiting (unencoded) while its queue of
+        unwritten frames is at C{send_high_water}.
         """
+        peer = self.peer
+        if self._room_waiters or (peer is not None and not peer.has_room):
+            return self._wait_for_room(lambda: self._send_one_now(item, raw), timeout)
+        return self._send_one_now(item, raw, timeout)
+
+    def _send_one_now(self, item: Any, raw: bool, timeout: Optional[float] = None) -> Deferred[None]:
         # The hot path: encode, look the header up, hand the frame over.
         try:
             payload = self._encode(item) if not raw else self.encode(item, raw)
@@ -511,6 +537,12 @@ class ChannelCore:
         """
         Send a batch to the single peer in one write.
         """
+        peer = self.peer
+        if self._room_waiters or (peer is not None and not peer.has_room):
+            return self._wait_for_room(lambda: self._send_many_now(items, raw), None)
+        return self._send_many_now(items, raw)
+
+    def _send_many_now(self, items: Sequence[Any], raw: bool) -> Deferred[None]:
         try:
             payloads = [self.encode(item, raw) for item in items]
         except EncodeError as e:
@@ -522,7 +554,7 @@ class ChannelCore:
             except FrameTooLarge as e:
                 return fail(e)
             return succeed(None) if waiting is None else waiting
-        sends = [self.send_one(p, None, raw=True) for p in payloads]
+        sends = [self._send_one_now(p, True) for p in payloads]
         return DeferredList(sends, fireOnOneErrback=True, consumeErrors=True).addCallbacks(
             lambda _: None, lambda f: f.value.subFailure
         )
@@ -577,10 +609,24 @@ class ChannelCore:
         raw: bool = False,
     ) -> Deferred[int]:
         """
-        Send to every peer, or those in C{to}, or those C{where} accepts.
+        Send to every peer, or those in C{to}, or those C{where} accepts,
+        waiting (unencoded) while a peer's queue is at C{send_high_water}
+        (with the C{"wait"} slow-receiver policy).
         """
         if self.closed:
             return fail(ChannelClosed())
+        if self._room_waiters or self._some_queue_full():
+            return self._wait_for_room(lambda: self._send_multi_now(item, to, where, raw), timeout)
+        return self._send_multi_now(item, to, where, raw, timeout)
+
+    def _send_multi_now(
+        self,
+        item: Any,
+        to: Optional[Sequence[Any]],
+        where: Optional[Callable[[Any], bool]],
+        raw: bool,
+        timeout: Optional[float] = None,
+    ) -> Deferred[int]:
         try:
             payload = self._encode(item) if not raw else self.encode(item, raw)
         except Exception as e:
@@ -599,6 +645,48 @@ class ChannelCore:
         if timeout is None:
             timeout = self.send_timeout
         return add_timeout(d, timeout, self.reactor, "send")
+
+    # Waiting for room
+
+    def _some_queue_full(self) -> bool:
+        if self.pool.slow_receiver == "disconnect":
+            return False  # the pool drops a receiver that falls behind
+        for connection in self.pool.connections:
+            if not connection.has_room:
+                return True
+        return False
+
+    def _wait_for_room(self, start: Callable[[], Deferred[Any]], timeout: Optional[float]) -> Deferred[Any]:
+        """
+        Hold a send until every queue it may write to has room, then
+        C{start} it (encoding happens then); sends leave in call order.
+        """
+        entry = _RoomWaiter(start)
+
+        def cancel(_: Deferred[Any]) -> None:
+            if entry.started is not None:
+                entry.started.cancel()
+            elif entry in self._room_waiters:
+                self._room_waiters.remove(entry)
+
+        d: Deferred[Any] = Deferred(cancel)
+        entry.deferred = d
+        self._room_waiters.append(entry)
+        if timeout is None:
+            timeout = self.send_timeout
+        return add_timeout(d, timeout, self.reactor, "send")
+
+    def _make_room(self, _: Any = None) -> None:
+        """
+        Start the waiting sends that fit now (a queue drained or a peer
+        left).
+        """
+        waiters = self._room_waiters
+        while waiters and not self._some_queue_full():
+            entry = waiters.popleft()
+            started = entry.start()
+            entry.started = started
+            started.chainDeferred(entry.deferred)
 
     # Closing
 
@@ -624,6 +712,9 @@ class ChannelCore:
         self._backlog_bytes = 0
         for entry in backlog:
             entry.deferred.errback(Failure(ChannelClosed("channel closed before reconnecting")))
+        room_waiters, self._room_waiters = self._room_waiters, deque()
+        for room_waiter in room_waiters:
+            room_waiter.deferred.errback(Failure(ChannelClosed()))
         waiters, self._accept_waiters = self._accept_waiters, []
         for _, waiting, _ in waiters:
             waiting.errback(Failure(ChannelClosed()))

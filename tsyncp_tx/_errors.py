@@ -191,9 +191,11 @@ class ConnectError(TsyncpError):
 
 class SendQueueFull(TsyncpError):
     """
-    A C{send()} would push the connection's queue of unwritten frames past
-    its bound (C{send_high_water}).  Nothing was queued: wait for earlier
-    C{send()} Deferreds before sending more.
+    A frame would push a queue of unwritten frames past its bound
+    (C{send_high_water}): a C{reconnect=True} sender's backlog while it is
+    disconnected, or a L{FramedProtocol<tsyncp_tx.pool.FramedProtocol>}
+    used directly.  Nothing was queued.  (Connected channels make C{send()}
+    wait for room instead.)
 
     @ivar address: The peer's address.
     @ivar queued: Bytes already queued.

@@ -52,6 +52,7 @@ class StreamPool:
         accept_filter: Optional[Callable[[Address], bool]] = None,
         on_accept: Optional[Callable[[Address], Any]] = None,
         on_disconnect: Optional[Callable[[Address, Failure], Any]] = None,
+        on_drain: Optional[Callable[[FramedProtocol], Any]] = None,
         max_frame_length: int = MAX_FRAME_LENGTH,
         nodelay: bool = True,
         read_size: Optional[int] = None,
@@ -73,6 +74,8 @@ class StreamPool:
             joined.
         @param on_disconnect: Called with C{(address, reason)} when a
             connection that had joined ends.
+        @param on_drain: Called with a connection whose queue of unwritten
+            frames shrank (its transport took more).
         @param max_frame_length: Largest payload accepted and sent.
         @param nodelay: Set C{TCP_NODELAY}.
         @param read_size: Per-read byte count (Twisted's C{bufferSize}).
@@ -99,6 +102,7 @@ class StreamPool:
         self.accept_filter = accept_filter
         self.on_accept = on_accept
         self.on_disconnect = on_disconnect
+        self.on_drain = on_drain
         self.max_frame_length = max_frame_length
         self.slow_receiver = slow_receiver
         self.slow_receiver_limit = (
@@ -232,6 +236,15 @@ class StreamPool:
         if self.on_disconnect is not None:
             self._call_hook(self.on_disconnect, connection.address, reason)
 
+    def connection_drained(self, connection: FramedProtocol) -> None:
+        """
+        Pass the news to C{on_drain}.
+
+        @param connection: The connection whose queue shrank.
+        """
+        if self.on_drain is not None:
+            self.on_drain(connection)
+
     # Queries
 
     def __len__(self) -> int:
@@ -306,7 +319,7 @@ class StreamPool:
         size = len(header) + length
         disconnect_slow = self.slow_receiver == "disconnect"
         for connection in targets:
-            if not connection.writable and not connection.can_queue(size):
+            if not connection.writable and not connection.has_room:
                 if not disconnect_slow:
                     # All or nothing: refuse before writing anywhere.
                     return fail(

@@ -27,7 +27,8 @@ from ._framing import (
 )
 
 #: Bytes queued per connection (beyond what the transport buffers) before
-#: C{send()} refuses with L{SendQueueFull}.
+#: channels make C{send()} wait for room (and L{FramedProtocol.write_frame}
+#: refuses with L{SendQueueFull}).
 DEFAULT_SEND_HIGH_WATER = 16 * 1024 * 1024
 
 # Payloads up to this size are joined with their header and combined with
@@ -75,6 +76,13 @@ class IFrameSink(Interface):
 
         @param connection: The connection.
         @param reason: Why it ended (C{ConnectionDone} for a clean close).
+        """
+
+    def connection_drained(connection: "FramedProtocol") -> None:
+        """
+        The transport took queued frames: the connection's queue shrank.
+
+        @param connection: The connection.
         """
 
 
@@ -345,15 +353,13 @@ class FramedProtocol(Protocol):
         """
         return not self._paused and not self._queue and self.connected_
 
-    def can_queue(self, size: int) -> bool:
+    @property
+    def has_room(self) -> bool:
         """
-        Whether a frame of C{size} bytes may wait in the queue now (an empty
-        queue takes any one frame).
-
-        @param size: The frame's size, header included.
-        @return: Whether L{write_frame} would queue rather than refuse it.
+        Whether the queue is below C{send_high_water}, so that one more
+        frame (of any size) may wait in it.
         """
-        return not self._queue or self._queued_bytes + size <= self.send_high_water
+        return self._queued_bytes < self.send_high_water
 
     @property
     def queued_bytes(self) -> int:
@@ -426,7 +432,7 @@ class FramedProtocol(Protocol):
                 )
             )
         size = len(header) + len(payload)
-        if not self.can_queue(size):
+        if not self.has_room:
             return fail(SendQueueFull(self.address, self._queued_bytes, self.send_high_water))
         entry: List[Any] = [joined if joined is not None else (header, payload), size, None]
 
@@ -525,6 +531,8 @@ class FramedProtocol(Protocol):
         # Fired after the loop so callbacks that send again queue behind.
         for d in written:
             d.callback(None)
+        if self.kept:
+            self.sink.connection_drained(self)  # type: ignore[union-attr]
         if self._closing and not self._queue and self._closed is None:
             self._lose_connection()
 

@@ -140,7 +140,10 @@ class _Sending(_SinglePeer):
             C{reconnect=True}, the peer is away).  It fails with
             L{EncodeError} or L{FrameTooLarge} for an item that cannot be
             sent (nothing is sent), L{ConnectionClosed} if the connection
-            is gone, L{SendQueueFull} past C{send_high_water}.
+            is gone.  Past C{send_high_water} queued bytes it waits, the
+            item unencoded, for room.  While a C{reconnect=True} sender is
+            away, its backlog past C{send_high_water} fails with
+            L{SendQueueFull}.
         """
         return self._core.send_one(item, timeout, raw)
 
