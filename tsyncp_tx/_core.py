@@ -499,17 +499,20 @@ class ChannelCore:
         name = getattr(self.codec, "name", repr(self.codec))
         return EncodeError(name, str(error) or repr(error), item)
 
-    def send_one(self, item: Any, timeout: Optional[float] = None, raw: bool = False) -> Deferred[None]:
+    def send_one(
+        self, item: Any, timeout: Optional[float] = None, raw: bool = False, check_room: bool = True
+    ) -> Deferred[None]:
         """
         Send to the single peer, waiting (unencoded) while its queue of
-        unwritten frames is at C{send_high_water}.
+        unwritten frames is at C{send_high_water}; C{check_room=False} is
+        for sends that have waited.
         """
         peer = self.peer
-        if self._room_waiters or (peer is not None and not peer.has_room):
-            return self._wait_for_room(lambda: self._send_one_now(item, raw), timeout)
-        return self._send_one_now(item, raw, timeout)
-
-    def _send_one_now(self, item: Any, raw: bool, timeout: Optional[float] = None) -> Deferred[None]:
+        if check_room and (
+            self._room_waiters
+            or (peer is not None and peer.queued_bytes >= peer.send_high_water)
+        ):
+            return self._wait_for_room(lambda: self.send_one(item, None, raw, False), timeout)
         # The hot path: encode, look the header up, hand the frame over.
         try:
             payload = self._encode(item) if not raw else self.encode(item, raw)
@@ -554,7 +557,7 @@ class ChannelCore:
             except FrameTooLarge as e:
                 return fail(e)
             return succeed(None) if waiting is None else waiting
-        sends = [self._send_one_now(p, True) for p in payloads]
+        sends = [self.send_one(p, None, True, False) for p in payloads]
         return DeferredList(sends, fireOnOneErrback=True, consumeErrors=True).addCallbacks(
             lambda _: None, lambda f: f.value.subFailure
         )
@@ -607,26 +610,21 @@ class ChannelCore:
         where: Optional[Callable[[Any], bool]],
         timeout: Optional[float],
         raw: bool = False,
+        check_room: bool = True,
     ) -> Deferred[int]:
         """
         Send to every peer, or those in C{to}, or those C{where} accepts,
         waiting (unencoded) while a peer's queue is at C{send_high_water}
-        (with the C{"wait"} slow-receiver policy).
+        (with the C{"wait"} slow-receiver policy); C{check_room=False} is
+        for sends that have waited.
         """
         if self.closed:
             return fail(ChannelClosed())
-        if self._room_waiters or self._some_queue_full():
-            return self._wait_for_room(lambda: self._send_multi_now(item, to, where, raw), timeout)
-        return self._send_multi_now(item, to, where, raw, timeout)
-
-    def _send_multi_now(
-        self,
-        item: Any,
-        to: Optional[Sequence[Any]],
-        where: Optional[Callable[[Any], bool]],
-        raw: bool,
-        timeout: Optional[float] = None,
-    ) -> Deferred[int]:
+        pool = self.pool
+        if check_room and (
+            self._room_waiters or (pool.slow_receiver == "wait" and pool.some_queue_full())
+        ):
+            return self._wait_for_room(lambda: self.send_multi(item, to, where, None, raw, False), timeout)
         try:
             payload = self._encode(item) if not raw else self.encode(item, raw)
         except Exception as e:
@@ -649,12 +647,9 @@ class ChannelCore:
     # Waiting for room
 
     def _some_queue_full(self) -> bool:
-        if self.pool.slow_receiver == "disconnect":
-            return False  # the pool drops a receiver that falls behind
-        for connection in self.pool.connections:
-            if not connection.has_room:
-                return True
-        return False
+        # With the "disconnect" policy the pool drops a receiver that falls
+        # behind instead.
+        return self.pool.slow_receiver == "wait" and self.pool.some_queue_full()
 
     def _wait_for_room(self, start: Callable[[], Deferred[Any]], timeout: Optional[float]) -> Deferred[Any]:
         """

@@ -264,6 +264,16 @@ class StreamPool:
         """
         return list(self._connections.values())
 
+    def some_queue_full(self) -> bool:
+        """
+        Whether some connection's queue of unwritten frames is at its
+        C{send_high_water}.
+        """
+        for connection in self._connections.values():
+            if connection.queued_bytes >= connection.send_high_water:
+                return True
+        return False
+
     def get(self, address: Address) -> Optional[FramedProtocol]:
         """
         Look a connection up by its peer address.

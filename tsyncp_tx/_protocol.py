@@ -180,7 +180,8 @@ class FramedProtocol(Protocol):
         self._paused = False  # transport asked us to stop writing
         self._reading_paused = False
         self._queue: Deque[List[Any]] = deque()
-        self._queued_bytes = 0
+        #: Bytes of frames waiting for the transport to accept more.
+        self.queued_bytes = 0
         self._closed: Optional[Failure] = None
         self._close_waiters: List[Deferred[None]] = []
         self._closing = False
@@ -293,7 +294,7 @@ class FramedProtocol(Protocol):
         self._out.clear()
         self._out_bytes = 0
         queue, self._queue = self._queue, deque()
-        self._queued_bytes = 0
+        self.queued_bytes = 0
         for entry in queue:
             waiting = entry[2]
             if waiting is not None:
@@ -359,14 +360,7 @@ class FramedProtocol(Protocol):
         Whether the queue is below C{send_high_water}, so that one more
         frame (of any size) may wait in it.
         """
-        return self._queued_bytes < self.send_high_water
-
-    @property
-    def queued_bytes(self) -> int:
-        """
-        Bytes of frames waiting for the transport to accept more.
-        """
-        return self._queued_bytes
+        return self.queued_bytes < self.send_high_water
 
     def write_frame(self, header: bytes, payload: bytes, joined: Optional[bytes] = None) -> Optional[Deferred[None]]:
         """
@@ -433,7 +427,7 @@ class FramedProtocol(Protocol):
             )
         size = len(header) + len(payload)
         if not self.has_room:
-            return fail(SendQueueFull(self.address, self._queued_bytes, self.send_high_water))
+            return fail(SendQueueFull(self.address, self.queued_bytes, self.send_high_water))
         entry: List[Any] = [joined if joined is not None else (header, payload), size, None]
 
         def cancel(d: Deferred[None]) -> None:
@@ -441,12 +435,12 @@ class FramedProtocol(Protocol):
                 self._queue.remove(entry)
             except ValueError:
                 return
-            self._queued_bytes -= size
+            self.queued_bytes -= size
 
         d: Deferred[None] = Deferred(cancel)
         entry[2] = d
         self._queue.append(entry)
-        self._queued_bytes += size
+        self.queued_bytes += size
         return d
 
     def send_frame(self, payload: bytes) -> Deferred[None]:
@@ -521,7 +515,7 @@ class FramedProtocol(Protocol):
         written: List[Deferred[None]] = []
         while queue and not self._paused and self.connected_:
             data, size, waiting = queue.popleft()
-            self._queued_bytes -= size
+            self.queued_bytes -= size
             if type(data) is bytes:
                 transport.write(data)
             else:
