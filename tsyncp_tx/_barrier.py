@@ -15,7 +15,7 @@ from ._codecs import BarrierCodec
 from ._core import ChannelCore, RetryLike, default_reactor
 from ._protocol import FramedProtocol
 from ._queue import RAW, add_timeout
-from ._views import CONNECTION_OPTIONS, _Multi, _SinglePeer, _check_options
+from ._views import CONNECTION_OPTIONS, _check_options, _Multi, _SinglePeer, accept_count
 
 _RELEASE = b"\x00"
 
@@ -193,12 +193,7 @@ def barrier_on(
     _check_options(options, CONNECTION_OPTIONS - {"on_accept", "on_disconnect", "on_decode_error"})
     if parties is not None and parties < 1:
         raise ValueError(f"parties must be at least 1, not {parties!r}")
-    if accept == "limit":
-        if limit is None:
-            raise ValueError('accept="limit" needs limit=')
-        accept = limit
-    if not isinstance(accept, int) or accept < 0:
-        raise ValueError(f"accept must be a non-negative int or 'limit', not {accept!r}")
+    accept = accept_count(accept, limit)
     holder: List[Barrier] = []
 
     def joined(peer: Any) -> None:

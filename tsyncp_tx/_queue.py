@@ -181,29 +181,17 @@ class ReceiveQueue:
 
     def _take_item(self) -> Any:
         """
-        Take and decode the next item (the common case, kept flat).
+        Take and decode the next item.
 
         @return: The item, or C{_SKIPPED} if it was undecodable and handed
             to C{on_decode_error}.
         @raise DecodeError: If it is undecodable and there is no hook.
         """
-        batch = self._batches[0]
-        frames = batch[0]
-        index = self._index
-        payload = frames[index]
-        index += 1
-        if index == len(frames):
-            self._batches.popleft()
-            self._bytes -= batch[2]
-            index = 0
-        self._index = index
-        self._count -= 1
-        if self._paused:
-            self._maybe_resume()
+        payload, connection = self._take()
         try:
             return self._decode(payload)
         except Exception as e:
-            return self._bad_payload(self._decode_error(e, payload, batch[1]))
+            return self._bad_payload(self._decode_error(e, payload, connection))
 
     def _decode_error(self, error: Exception, payload: bytes, connection: FramedProtocol) -> DecodeError:
         if isinstance(error, DecodeError):

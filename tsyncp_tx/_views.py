@@ -358,6 +358,25 @@ def _check_options(options: Dict[str, Any], allowed: frozenset) -> None:
 AcceptLike = Union[int, str]
 
 
+def accept_count(accept: AcceptLike, limit: Optional[int]) -> int:
+    """
+    Check a constructor's C{accept=} argument and resolve C{"limit"}.
+
+    @param accept: A number of peers, or C{"limit"}.
+    @param limit: The channel's C{limit=}.
+    @return: The number of peers to wait for.
+    @raise ValueError: If C{accept} is neither, or C{"limit"} without a
+        limit.
+    """
+    if accept == "limit":
+        if limit is None:
+            raise ValueError('accept="limit" needs limit=')
+        return limit
+    if not isinstance(accept, int) or accept < 0:
+        raise ValueError(f"accept must be a non-negative int or 'limit', not {accept!r}")
+    return accept
+
+
 def open_listening(
     view: Type[_V],
     address: AddressLike,
@@ -383,12 +402,7 @@ def open_listening(
     @return: A Deferred firing with the view.
     """
     _check_options(options, CONNECTION_OPTIONS | (frozenset() if single else _MULTI_OPTIONS))
-    if accept == "limit":
-        if options.get("limit") is None:
-            raise ValueError('accept="limit" needs limit=')
-        accept = options["limit"]
-    if not isinstance(accept, int) or accept < 0:
-        raise ValueError(f"accept must be a non-negative int or 'limit', not {accept!r}")
+    accept = accept_count(accept, options.get("limit"))
     core = ChannelCore(
         default_reactor(reactor), codec if codec is not None else JsonCodec(), single, receives, **options
     )
