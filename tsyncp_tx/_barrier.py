@@ -13,6 +13,7 @@ from twisted.python.failure import Failure
 from ._address import AddressLike
 from ._codecs import BarrierCodec
 from ._core import ChannelCore, RetryLike, default_reactor
+from ._pool import call_hook
 from ._protocol import FramedProtocol
 from ._queue import RAW, add_timeout
 from ._views import CONNECTION_OPTIONS, _check_options, _Multi, _SinglePeer, accept_count
@@ -88,10 +89,7 @@ class Barrier(_Multi):
         )
         d = pool.broadcast(_RELEASE, targets)
         if self._on_release is not None:
-            try:
-                self._on_release(self._generation, released)
-            except Exception:
-                self.log.failure("Unhandled error in on_release")
+            call_hook(self.log, self._on_release, self._generation, released)
         return d
 
     # Hooks wired into the core

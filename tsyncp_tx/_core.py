@@ -35,7 +35,7 @@ from ._errors import (
     describe_address,
 )
 from ._framing import _CACHED, _HEADER_CACHE, MAX_FRAME_LENGTH, encode_header
-from ._pool import StreamPool
+from ._pool import StreamPool, call_hook
 from ._protocol import DEFAULT_SEND_HIGH_WATER, FramedProtocol, address_key
 from ._queue import (
     DEFAULT_RECV_HIGH_WATER,
@@ -293,7 +293,7 @@ class ChannelCore:
             self.peer = self.pool.get(address)
             self._flush_backlog()
         if self._user_on_accept is not None:
-            self._call_hook(self._user_on_accept, address)
+            call_hook(self.log, self._user_on_accept, address)
         waiters = [w for w in self._accept_waiters if self.accepted >= w[0]]
         for waiter in waiters:
             self._accept_waiters.remove(waiter)
@@ -318,15 +318,9 @@ class ChannelCore:
                 reason=reason.getErrorMessage(),
             )
         if self._user_on_disconnect is not None:
-            self._call_hook(self._user_on_disconnect, address, reason)
+            call_hook(self.log, self._user_on_disconnect, address, reason)
         if self._room_waiters:
             self._make_room()
-
-    def _call_hook(self, hook: Callable[..., Any], *args: Any) -> None:
-        try:
-            hook(*args)
-        except Exception:
-            self.log.failure("Unhandled error in {hook!r}", hook=hook)
 
     def _unexpected_frames(self, frames: List[bytes], connection: FramedProtocol) -> None:
         # Frames at a send-only endpoint are discarded (reading them keeps

@@ -23,6 +23,21 @@ FramesCallback = Callable[[List[bytes], FramedProtocol], None]
 SLOW_RECEIVER_POLICIES = ("wait", "disconnect")
 
 
+def call_hook(log: Logger, hook: Callable[..., Any], *args: Any) -> None:
+    """
+    Call a user's hook; log what it raises instead of letting it break the
+    connection handling that called it.
+
+    @param log: Where to log.
+    @param hook: The hook.
+    @param args: Its arguments.
+    """
+    try:
+        hook(*args)
+    except Exception:
+        log.failure("Unhandled error in {hook!r}", hook=hook)
+
+
 def _ignore_closed(failure: Failure) -> None:
     # A frame that could not be written because its connection died: the
     # loss itself is reported through on_disconnect.
@@ -177,7 +192,7 @@ class StreamPool:
             connection.pause_reading()
         self.log.debug("Connection from {peer} joined", peer=describe_address(address))
         if self.on_accept is not None:
-            self._call_hook(self.on_accept, address)
+            call_hook(self.log, self.on_accept, address)
         return True
 
     def remove(self, connection: FramedProtocol) -> None:
@@ -188,12 +203,6 @@ class StreamPool:
         """
         if self._connections.get(connection.address) is connection:
             del self._connections[connection.address]
-
-    def _call_hook(self, hook: Callable[..., Any], *args: Any) -> None:
-        try:
-            hook(*args)
-        except Exception:
-            self.log.failure("Unhandled error in {hook!r}", hook=hook)
 
     # IFrameSink
 
@@ -234,7 +243,7 @@ class StreamPool:
             reason=reason.getErrorMessage(),
         )
         if self.on_disconnect is not None:
-            self._call_hook(self.on_disconnect, connection.address, reason)
+            call_hook(self.log, self.on_disconnect, connection.address, reason)
 
     def connection_drained(self, connection: FramedProtocol) -> None:
         """

@@ -12,6 +12,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ._errors import ChannelClosed, ConnectionClosed, DecodeError, TimeoutError
+from ._pool import call_hook
 from ._protocol import FramedProtocol
 
 #: Default bound on queued items before reading pauses.
@@ -207,10 +208,7 @@ class ReceiveQueue:
         self.log.warn("{error}", error=str(error))
         if self.on_decode_error is None:
             raise error
-        try:
-            self.on_decode_error(error)
-        except Exception:
-            self.log.failure("Unhandled error in on_decode_error")
+        call_hook(self.log, self.on_decode_error, error)
         return _SKIPPED
 
     def _take_as(self, mode: int) -> Any:
