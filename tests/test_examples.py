@@ -353,10 +353,11 @@ class BarrierStartTests(ExampleTestCase):
         self.assertEqual(sorted(times["started"]), [0, 1, 2])
         connected = times["connected"].values()
         started = times["started"].values()
-        # The workers came up 0.8 s apart (their --delay), yet started together,
-        # and none started before the last one connected.
-        self.assertGreater(max(connected) - min(connected), 0.7)
-        self.assertLess(max(started) - min(started), 0.5)
+        # The workers came up about 0.8 s apart (their --delay, plus however
+        # fast each child process starts), yet started together, and none
+        # started before the last one connected.
+        self.assertGreater(max(connected) - min(connected), 0.5)
+        self.assertLess(max(started) - min(started), 0.25)
         self.assertGreaterEqual(min(started), max(connected) - 0.1)
         self.assertIn("barrier: generation 1 released 3 waiters", out)
         self.assertEqual(out.splitlines()[-1], "all workers started together")
