@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Awaitable, Callable, Coroutine, List, Optional, Sequence, Tuple, TypeVar
+from typing import Any, Callable, Coroutine, List, Optional, Sequence, Tuple, TypeVar
 
-from twisted.internet import defer, protocol
+from twisted.internet import protocol
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
@@ -121,6 +121,12 @@ class ChildProcess:
         Stdout received so far.
         """
         return b"".join(self._collector.out)
+
+    def errors(self) -> bytes:
+        """
+        Stderr received so far.
+        """
+        return b"".join(self._collector.err)
 
     def signal(self, name: str) -> None:
         """

@@ -26,7 +26,6 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from tsyncp_tx import _address
 from tsyncp_tx._address import (
     client_endpoint,
-    describe_endpoint,
     listening_address,
     server_endpoint,
 )
@@ -282,7 +281,7 @@ class ClientEndpointTests(SynchronousTestCase):
 
 class HelperTests(SynchronousTestCase):
     """
-    L{listening_address} and L{describe_endpoint}.
+    L{listening_address}.
     """
 
     def test_listening_address(self) -> None:
@@ -303,15 +302,6 @@ class HelperTests(SynchronousTestCase):
 
         self.assertEqual(listening_address(FakeTcpPort()), ("10.0.0.1", 77))  # type: ignore[arg-type]
 
-    def test_describe_endpoint(self) -> None:
-        """
-        Addresses are rendered for error messages.
-        """
-        self.assertEqual(describe_endpoint(("127.0.0.1", 80)), "127.0.0.1:80")
-        self.assertEqual(describe_endpoint("h:1"), "h:1")
-        self.assertEqual(describe_endpoint(8000), "8000")
-        endpoint = TCP4ClientEndpoint(MemoryReactor(), "127.0.0.1", 1)
-        self.assertEqual(describe_endpoint(endpoint), repr(endpoint))
 
     def test_description_types(self) -> None:
         """

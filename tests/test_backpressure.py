@@ -25,7 +25,7 @@ from zope.interface import implementer
 
 from tsyncp_tx import mpsc, spsc
 from tsyncp_tx.codecs import RawCodec
-from tsyncp_tx.errors import ConnectionClosed, SendQueueFull
+from tsyncp_tx.errors import ConnectionClosed
 from tsyncp_tx.framing import FrameDecoder
 
 from ._util import LOOPBACK, as_deferred, eventually, sleep

@@ -11,7 +11,6 @@ from twisted.trial.unittest import TestCase
 
 from tsyncp_tx import broadcast
 from tsyncp_tx.codecs import RawCodec
-from tsyncp_tx.errors import ChannelClosed, ConnectionClosed
 
 from ._util import LOOPBACK, as_deferred, eventually
 from .test_backpressure import connect_raw, fill_until_stalled, swallow

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 from twisted.trial.unittest import SkipTest, TestCase
 
@@ -277,8 +277,6 @@ class ChatServerTests(TestCase):
         gone only after its words were relayed, even when the server is
         still busy with earlier messages when the disconnection is reported.
         """
-        from twisted.internet import reactor
-
         from tests._util import sleep
         from tsyncp_tx import channel
 

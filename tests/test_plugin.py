@@ -74,13 +74,6 @@ def tsyncp_args(*args: str) -> List[str]:
     return ([script] if script else ["-m", "tsyncp_tx"]) + list(args)
 
 
-def stderr_of(child: ChildProcess) -> bytes:
-    """
-    What a child wrote to standard error so far.
-    """
-    return b"".join(child._collector.err)
-
-
 class Child:
     """
     A command run as a child process, killed at cleanup if still running.
@@ -100,7 +93,7 @@ class Child:
         return self.process.output()
 
     def errors(self) -> bytes:
-        return stderr_of(self.process)
+        return self.process.errors()
 
     async def wait_for(self, pattern: bytes, timeout: float = 20.0, stream: str = "out") -> "re.Match[bytes]":
         """

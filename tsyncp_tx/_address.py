@@ -166,17 +166,3 @@ def listening_address(port: IListeningPort) -> Any:
     if isinstance(name, bytes):
         return name.decode("utf-8", "replace")
     return name
-
-
-def describe_endpoint(address: Any) -> str:
-    """
-    A printable form of an address given by the user, for error messages.
-
-    @param address: What the user passed.
-    @return: Its description.
-    """
-    if isinstance(address, tuple) and len(address) == 2:
-        return f"{address[0]}:{address[1]}"
-    if isinstance(address, (str, int)):
-        return str(address)
-    return repr(address)

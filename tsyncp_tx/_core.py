@@ -21,7 +21,6 @@ from twisted.python.failure import Failure
 from ._address import (
     AddressLike,
     client_endpoint,
-    describe_endpoint,
     listening_address,
     server_endpoint,
 )

@@ -6,7 +6,7 @@ One connection, both directions.
     >>> await ch.send({"hello": 1}); item = await ch.recv()
 """
 
-from typing import Any, Optional
+from typing import Any
 
 from twisted.internet.defer import Deferred
 
