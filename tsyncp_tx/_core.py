@@ -141,35 +141,32 @@ def _connect(
     return result
 
 
-class _Backlogged:
+class _WaitingSend:
     """
-    A frame sent while a reconnecting channel has no connection.
-    """
-
-    __slots__ = ("header", "payload", "deferred", "handed")
-
-    deferred: Deferred[None]  # the send()'s, set right after construction
-
-    def __init__(self, header: bytes, payload: bytes) -> None:
-        self.header = header
-        self.payload = payload
-        # The connection's Deferred once the frame was passed to it queued.
-        self.handed: Optional[Deferred[None]] = None
-
-
-class _RoomWaiter:
-    """
-    A send waiting for room in the queues it writes to.
+    A send held back (waiting for room in the queues, or for a reconnecting
+    channel's connection) until L{go} starts it.
     """
 
-    __slots__ = ("start", "deferred", "started")
+    __slots__ = ("start", "size", "deferred", "started")
 
     deferred: Deferred[Any]  # the send()'s, set right after construction
 
-    def __init__(self, start: Callable[[], Deferred[Any]]) -> None:
+    def __init__(self, start: Callable[[], Deferred[Any]], size: int = 0) -> None:
+        """
+        @param start: Performs the send, returning its Deferred.
+        @param size: Bytes it holds, for a bounded backlog (else 0).
+        """
         self.start = start
+        self.size = size
         # The real send's Deferred once started.
         self.started: Optional[Deferred[Any]] = None
+
+    def go(self) -> None:
+        """
+        Perform the send; its outcome becomes the held C{send()}'s.
+        """
+        self.started = self.start()
+        self.started.chainDeferred(self.deferred)
 
 
 class ChannelCore:
@@ -255,8 +252,8 @@ class ChannelCore:
         self._accept_waiters: List[Tuple[int, Deferred[int], int]] = []
         self._service: Optional[ClientService] = None
         self._connecting: Optional[Deferred[Any]] = None
-        self._backlog: Deque[_Backlogged] = deque()  # sends while reconnecting
-        self._room_waiters: Deque[_RoomWaiter] = deque()  # sends waiting for room
+        self._backlog: Deque[_WaitingSend] = deque()  # sends while reconnecting
+        self._room_waiters: Deque[_WaitingSend] = deque()  # sends waiting for room
         self._backlog_bytes = 0
         self._had_peer = False
         self.closed = False
@@ -565,36 +562,48 @@ class ChannelCore:
         if self._backlog and self._backlog_bytes + size > self.send_high_water:
             error2 = SendQueueFull(self.address, self._backlog_bytes, self.send_high_water)
             return fail(error2)
-        entry = _Backlogged(header, payload)
-
-        def cancel(_: Deferred[None]) -> None:
-            if entry.handed is not None:
-                # Already passed to the new connection: withdraw it there.
-                entry.handed.cancel()
-            elif entry in self._backlog:
-                self._backlog.remove(entry)
-                self._backlog_bytes -= size
-
-        d: Deferred[None] = Deferred(cancel)
-        entry.deferred = d
-        self._backlog.append(entry)
         self._backlog_bytes += size
-        if timeout is None:
-            timeout = self.send_timeout
-        return add_timeout(d, timeout, self.reactor, "send")
+        return self._hold(self._backlog, lambda: self._write_to_peer(header, payload), size, timeout)
+
+    def _write_to_peer(self, header: bytes, payload: bytes) -> Deferred[None]:
+        peer = self.peer
+        assert peer is not None
+        waiting = peer.write_frame(header, payload)
+        return succeed(None) if waiting is None else waiting
 
     def _flush_backlog(self) -> None:
         backlog, self._backlog = self._backlog, deque()
         self._backlog_bytes = 0
-        peer = self.peer
-        assert peer is not None
         for entry in backlog:
-            waiting = peer.write_frame(entry.header, entry.payload)
-            if waiting is None:
-                entry.deferred.callback(None)
-            else:
-                entry.handed = waiting
-                waiting.chainDeferred(entry.deferred)
+            entry.go()
+
+    def _hold(
+        self,
+        waiting: "Deque[_WaitingSend]",
+        start: Callable[[], Deferred[Any]],
+        size: int,
+        timeout: Optional[float],
+    ) -> Deferred[Any]:
+        """
+        Hold a send in C{waiting} until something calls its C{go()};
+        cancelling withdraws it from there or, once started, from the
+        connection's queue.
+        """
+        entry = _WaitingSend(start, size)
+
+        def cancel(_: Deferred[Any]) -> None:
+            if entry.started is not None:
+                entry.started.cancel()
+            elif entry in waiting:
+                waiting.remove(entry)
+                self._backlog_bytes -= entry.size  # 0 unless backlogged
+
+        d: Deferred[Any] = Deferred(cancel)
+        entry.deferred = d
+        waiting.append(entry)
+        if timeout is None:
+            timeout = self.send_timeout
+        return add_timeout(d, timeout, self.reactor, "send")
 
     def send_multi(
         self,
@@ -649,20 +658,7 @@ class ChannelCore:
         Hold a send until every queue it may write to has room, then
         C{start} it (encoding happens then); sends leave in call order.
         """
-        entry = _RoomWaiter(start)
-
-        def cancel(_: Deferred[Any]) -> None:
-            if entry.started is not None:
-                entry.started.cancel()
-            elif entry in self._room_waiters:
-                self._room_waiters.remove(entry)
-
-        d: Deferred[Any] = Deferred(cancel)
-        entry.deferred = d
-        self._room_waiters.append(entry)
-        if timeout is None:
-            timeout = self.send_timeout
-        return add_timeout(d, timeout, self.reactor, "send")
+        return self._hold(self._room_waiters, start, 0, timeout)
 
     def _make_room(self, _: Any = None) -> None:
         """
@@ -671,10 +667,7 @@ class ChannelCore:
         """
         waiters = self._room_waiters
         while waiters and not self._some_queue_full():
-            entry = waiters.popleft()
-            started = entry.start()
-            entry.started = started
-            started.chainDeferred(entry.deferred)
+            waiters.popleft().go()
 
     # Closing
 
