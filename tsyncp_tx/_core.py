@@ -460,12 +460,6 @@ class ChannelCore:
 
     # Sending
 
-    def _header(self, payload: bytes) -> bytes:
-        length = len(payload)
-        if length < _CACHED and length <= self.max_frame_length:
-            return _HEADER_CACHE[length]
-        return encode_header(length, self.max_frame_length)
-
     def encode(self, item: Any, raw: bool = False) -> bytes:
         """
         Encode an item (or take raw payload bytes).
@@ -509,6 +503,7 @@ class ChannelCore:
         except Exception as e:
             return fail(self._encode_error(e, item))
         length = len(payload)
+        # encode_header's table lookup, inlined on the per-item hot path.
         if length < _CACHED and length <= self.max_frame_length:
             header = _HEADER_CACHE[length]
         else:

@@ -121,6 +121,21 @@ def encode_frames(
     @raise FrameTooLarge: If any payload is longer than C{max_frame_length};
         nothing is encoded.
     """
+    return b"".join(frame_parts(payloads, max_frame_length))
+
+
+def frame_parts(
+    payloads: Iterable[bytes], max_frame_length: int = MAX_FRAME_LENGTH
+) -> List[bytes]:
+    """
+    Interleave headers with payloads, for C{writeSequence} (large payloads
+    are not copied) or a join.
+
+    @param payloads: The payloads, in order.
+    @param max_frame_length: The largest payload length allowed.
+    @return: C{[header, payload, header, payload, ...]}.
+    @raise FrameTooLarge: If any payload is longer than C{max_frame_length}.
+    """
     cache = _HEADER_CACHE
     cached = min(_CACHED, max_frame_length + 1)
     parts: List[bytes] = []
@@ -129,7 +144,7 @@ def encode_frames(
         length = len(payload)
         append(cache[length] if length < cached else encode_header(length, max_frame_length))
         append(payload)
-    return b"".join(parts)
+    return parts
 
 
 class FrameDecoder:

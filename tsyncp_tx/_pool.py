@@ -13,7 +13,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ._errors import ConnectionClosed, SendQueueFull, describe_address
-from ._framing import _CACHED, _HEADER_CACHE, MAX_FRAME_LENGTH, encode_header
+from ._framing import MAX_FRAME_LENGTH, encode_header
 from ._protocol import _JOIN_BELOW, DEFAULT_SEND_HIGH_WATER, FramedProtocol, IFrameSink
 
 Address = Any
@@ -321,11 +321,7 @@ class StreamPool:
             nothing is written anywhere.
         """
         length = len(payload)
-        header = (
-            _HEADER_CACHE[length]
-            if length < _CACHED and length <= self.max_frame_length
-            else encode_header(length, self.max_frame_length)
-        )
+        header = encode_header(length, self.max_frame_length)
         joined = header + payload if length < _JOIN_BELOW else None
         targets = list(self._connections.values() if connections is None else connections)
         for connection in targets:

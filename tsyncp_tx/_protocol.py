@@ -18,12 +18,11 @@ from zope.interface import Interface, implementer
 
 from ._errors import ConnectionClosed, SendQueueFull, describe_address
 from ._framing import (
-    _CACHED,
-    _HEADER_CACHE,
     MAX_FRAME_LENGTH,
     FrameDecoder,
     FramingError,
     encode_header,
+    frame_parts,
 )
 
 #: Bytes queued per connection (beyond what the transport buffers) before
@@ -378,7 +377,7 @@ class FramedProtocol(Protocol):
             the connection ends first, with L{SendQueueFull} at once if the
             queue is full).  Cancelling it removes the unsent frame.
         """
-        if self._paused or self._queue or not self.connected_:
+        if self._paused or self._queue or not self.connected_:  # not writable, inlined
             return self._enqueue(header, payload, joined)
         length = len(payload)
         if length < _JOIN_BELOW:
@@ -452,13 +451,7 @@ class FramedProtocol(Protocol):
             (already fired when the transport was not paused).
         @raise FrameTooLarge: If the payload exceeds C{max_frame_length}.
         """
-        length = len(payload)
-        header = (
-            _HEADER_CACHE[length]
-            if length < _CACHED and length <= self.max_frame_length
-            else encode_header(length, self.max_frame_length)
-        )
-        waiting = self.write_frame(header, payload)
+        waiting = self.write_frame(encode_header(len(payload), self.max_frame_length), payload)
         return succeed(None) if waiting is None else waiting
 
     def write_frames(self, payloads: Sequence[bytes]) -> Optional[Deferred[None]]:
@@ -472,16 +465,8 @@ class FramedProtocol(Protocol):
         @raise FrameTooLarge: If any payload exceeds C{max_frame_length};
             nothing is sent.
         """
-        cache = _HEADER_CACHE
-        cached = min(_CACHED, self.max_frame_length + 1)
-        limit = self.max_frame_length
-        parts: List[bytes] = []
-        append = parts.append
-        for payload in payloads:
-            length = len(payload)
-            append(cache[length] if length < cached else encode_header(length, limit))
-            append(payload)
-        if not self._paused and not self._queue and self.connected_:
+        parts = frame_parts(payloads, self.max_frame_length)
+        if self.writable:
             if self._out:
                 self._write_out()
             if len(parts) > 2 and max(map(len, payloads)) < _JOIN_BELOW:
