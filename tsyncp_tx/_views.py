@@ -179,6 +179,7 @@ class _Receiving(_View):
             arrived before was received; with L{ChannelClosed} after
             L{close}.  Cancelling it loses no item.
         """
+        # recv_mode(with_addr, raw), inlined on the per-item path.
         d = self._core.queue.get((RAW if raw else ITEM) + with_addr)  # type: ignore[union-attr]
         if timeout is not None:
             add_timeout(d, timeout, self._core.reactor, "recv")
