@@ -19,7 +19,13 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from tsyncp_tx.errors import ConnectionClosed, SendQueueFull
-from tsyncp_tx.framing import FrameDecoder, FrameTooLarge, encode_frame, encode_frames
+from tsyncp_tx.framing import (
+    FrameDecoder,
+    FrameTooLarge,
+    encode_frame,
+    encode_frames,
+    encode_header,
+)
 from tsyncp_tx.pool import FramedProtocol, IFrameSink
 
 PEER = IPv4Address("TCP", "127.0.0.1", 40001)
@@ -629,3 +635,126 @@ class ReadFlowControlTests(SynchronousTestCase):
         protocol.pause_reading()
         protocol.resume_reading()
         self.assertEqual(transport.producerState, "producing")
+
+
+class _Replier(FakeSink):
+    """
+    A sink that answers every delivery by writing C{b"re:" + payload} to
+    C{reply_to} (by default the connection the frames came on).
+    """
+
+    reply_to: Optional[FramedProtocol] = None
+
+    def frames_received(self, connection: FramedProtocol, frames: List[bytes]) -> None:
+        super().frames_received(connection, frames)
+        target = self.reply_to or connection
+        for payload in frames:
+            reply = b"re:" + payload
+            target.write_frame(encode_header(len(reply)), reply)
+
+
+class DirectWriteTests(SynchronousTestCase):
+    """
+    Over a real socket transport (a socket pair, the reactor never run), the
+    turn's write of combined small frames goes to the socket at once when
+    the transport holds nothing unsent; otherwise it goes through the
+    transport's buffer, in order.
+    """
+
+    def connect_socket(self, sink: FakeSink) -> Tuple[FramedProtocol, Any, Any, Clock]:
+        """
+        @return: A protocol on a socket transport, the transport, the
+            socket at the other end (non-blocking) and the protocol's clock.
+        """
+        import socket
+
+        from twisted.internet import tcp
+        from twisted.internet.testing import MemoryReactor
+
+        ours, theirs = socket.socketpair()
+        ours.setblocking(False)
+        theirs.setblocking(False)
+        clock = Clock()
+        protocol = FramedProtocol(sink, clock=clock, nodelay=False)
+        transport = tcp.Connection(ours, protocol, MemoryReactor())
+        transport.connected = 1  # as tcp.Server and tcp.Client set it
+        transport.getPeer = lambda: PEER  # type: ignore[method-assign]
+        transport.getHost = lambda: PEER  # type: ignore[method-assign]
+        protocol.makeConnection(transport)
+        self.addCleanup(theirs.close)
+        self.addCleanup(ours.close)
+        return protocol, transport, theirs, clock
+
+    def read_all(self, sock: Any) -> bytes:
+        chunks = []
+        while True:
+            try:
+                chunk = sock.recv(1 << 20)
+            except BlockingIOError:
+                return b"".join(chunks)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+
+    def test_reply_during_delivery_written_before_it_returns(self) -> None:
+        """
+        Frames written while received frames are delivered are on the
+        socket when C{dataReceived} returns: no reactor turn, no timer.
+        """
+        protocol, transport, theirs, clock = self.connect_socket(_Replier())
+        protocol.dataReceived(encode_frames([b"a", b"b"]))
+        self.assertEqual(self.read_all(theirs), encode_frames([b"re:a", b"re:b"]))
+        self.assertEqual(transport._tempDataLen, 0)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_write_to_another_connection_during_delivery(self) -> None:
+        """
+        A frame written during one connection's delivery to another
+        connection is also on that one's socket when C{dataReceived}
+        returns.
+        """
+        sink = _Replier()
+        other, _, other_end, _ = self.connect_socket(FakeSink())
+        sink.reply_to = other
+        protocol, _, theirs, _ = self.connect_socket(sink)
+        protocol.dataReceived(encode_frame(b"x"))
+        self.assertEqual(self.read_all(other_end), encode_frame(b"re:x"))
+        self.assertEqual(self.read_all(theirs), b"")
+
+    def test_outside_delivery_written_at_end_of_turn(self) -> None:
+        """
+        Frames sent outside a delivery wait for the end of the reactor turn,
+        then go to the socket at once, combined.
+        """
+        protocol, transport, theirs, clock = self.connect_socket(FakeSink())
+        protocol.send_frame(b"one")
+        protocol.send_frame(b"two")
+        self.assertEqual(self.read_all(theirs), b"")
+        clock.advance(0)
+        self.assertEqual(self.read_all(theirs), encode_frames([b"one", b"two"]))
+        self.assertEqual(transport._tempDataLen, 0)
+
+    def test_full_socket_falls_back_to_the_transport(self) -> None:
+        """
+        When the socket takes only part of a write, the rest waits in the
+        transport's buffer, later writes queue behind it rather than jumping
+        ahead on the socket, and the peer gets every byte in order.
+        """
+        protocol, transport, theirs, clock = self.connect_socket(FakeSink())
+        payloads = [bytes([i % 251]) * 1000 for i in range(3000)]  # ~3 MB
+        for payload in payloads[:1500]:
+            protocol.send_frame(payload)
+        clock.advance(0)
+        # More than a socket pair's buffers hold: some waits in the transport.
+        self.assertGreater(transport._tempDataLen + len(transport.dataBuffer), 0)
+        for payload in payloads[1500:]:
+            protocol.send_frame(payload)
+        clock.advance(0)
+        received = self.read_all(theirs)
+        for _ in range(10_000):
+            if not (transport._tempDataLen or transport.offset < len(transport.dataBuffer)):
+                break
+            transport.doWrite()
+            received += self.read_all(theirs)
+        decoder = FrameDecoder()
+        self.assertEqual(decoder.feed(received), payloads)

@@ -10,6 +10,7 @@ from typing import Any, Callable, Deque, List, Optional, Sequence
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.error import ConnectionDone
+from twisted.internet.abstract import FileDescriptor
 from twisted.internet.interfaces import IAddress, IPushProducer
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
@@ -117,6 +118,32 @@ def _raw_transport(transport: Any) -> Any:
 _serials = iter(range(1, 1 << 62))
 
 
+def _writes_directly(transport: Any) -> bool:
+    # Twisted's socket transports hold every write until a later reactor
+    # turn reports the socket writable.  When they hold nothing, the end of
+    # turn write goes to the socket at once instead, as asyncio's transports
+    # do (see FramedProtocol._write_out).  Only for transports that have the
+    # buffer attributes this reads.
+    return isinstance(transport, FileDescriptor) and all(
+        hasattr(transport, name)
+        for name in ("socket", "dataBuffer", "offset", "_tempDataLen", "_writeDisconnected")
+    )
+
+
+# Small frames written while received frames are being delivered (replies,
+# releases, relayed items) are written when the outermost dataReceived
+# returns, rather than a reactor turn later.
+_delivering = 0
+_held: List["FramedProtocol"] = []
+
+
+def _write_held() -> None:
+    held = _held[:]
+    del _held[:]
+    for connection in held:
+        connection._write_out_later()
+
+
 @implementer(IPushProducer)
 class FramedProtocol(Protocol):
     """
@@ -189,6 +216,9 @@ class FramedProtocol(Protocol):
         self._out_bytes = 0
         self._out_scheduled = False
         self._raw: Any = None  # the innermost transport, once connected
+        # The transport, when it is a socket transport we may write to
+        # directly (see _send).
+        self._direct: Any = None
         self._large = False  # switched to large reads and writes
 
     # Connection life
@@ -210,6 +240,7 @@ class FramedProtocol(Protocol):
         ):
             raw.setTcpNoDelay(True)
         self._raw = raw
+        self._direct = raw if raw is transport and _writes_directly(raw) else None
         self._large = False
         self._size_transport(self.read_size, self.send_limit)
         transport.registerProducer(self, True)  # type: ignore[attr-defined]
@@ -252,7 +283,14 @@ class FramedProtocol(Protocol):
             self.protocol_error(str(e))
             return
         if frames and self.kept:
-            self.sink.frames_received(self, frames)  # type: ignore[union-attr]
+            global _delivering
+            _delivering += 1
+            try:
+                self.sink.frames_received(self, frames)  # type: ignore[union-attr]
+            finally:
+                _delivering -= 1
+                if not _delivering and _held:
+                    _write_held()
         if not self._large and decoder.buffered >= _LARGE_FRAME:
             self._large_frames()
         if decoder.failed is not None:  # after the good frames ahead of it
@@ -387,7 +425,10 @@ class FramedProtocol(Protocol):
                 self._write_out()
             elif not self._out_scheduled:
                 self._out_scheduled = True
-                self._schedule(self._write_out_later)
+                if _delivering:
+                    _held.append(self)
+                else:
+                    self._schedule(self._write_out_later)
         else:
             if self._out:
                 self._write_out()
@@ -406,13 +447,43 @@ class FramedProtocol(Protocol):
     def _write_out_later(self) -> None:
         self._out_scheduled = False
         if self._out and self.connected_:
-            self._write_out()
+            self._write_out(directly=True)
 
-    def _write_out(self) -> None:
+    def _write_out(self, directly: bool = False) -> None:
+        """
+        Hand the combined small frames to the transport.
+
+        @param directly: This is the turn's last write (at the end of the
+            reactor turn or of a delivery): send it on the socket at once if
+            the transport holds nothing unsent, rather than a turn later,
+            which shortens a loopback round trip by a third.  Only this
+            once-per-turn write of at most C{_COMBINE_LIMIT} bytes goes
+            directly, so a connection never takes more than its share of a
+            turn; large frames go through the transport's buffer, as
+            splitting them between the socket and the buffer costs a copy.
+        """
         out = self._out
         data = out[0] if len(out) == 1 else b"".join(out)
         out.clear()
         self._out_bytes = 0
+        direct = self._direct
+        if (
+            directly
+            and direct is not None
+            and not direct._tempDataLen
+            and direct.offset == len(direct.dataBuffer)
+            and direct.connected
+            and not direct._writeDisconnected
+        ):
+            try:
+                sent = direct.socket.send(data)
+            except OSError:
+                # Full (EAGAIN), or broken: the transport meets the error
+                # on its own write and reports it as the connection's loss.
+                sent = 0
+            if sent == len(data):
+                return
+            data = data[sent:]
         self.transport.write(data)  # type: ignore[union-attr]
 
     def _enqueue(self, header: bytes, payload: bytes, joined: Optional[bytes]) -> Deferred[None]:
