@@ -56,7 +56,8 @@ _stdlib_encoder = json.JSONEncoder(
 _stdlib_decoder = json.JSONDecoder()
 
 # orjson turns integers beyond 64 bits into floats when decoding; payloads
-# with a run of 19 digits take the exact stdlib path.  (Mapping every digit
+# whose item holds a float and that have a run of 19 digits take the exact
+# stdlib path.  (Mapping every digit
 # to "9" and searching for nineteen of them is several times cheaper than a
 # regular expression.)
 _DIGITS_TO_NINES = bytes.maketrans(b"0123456789", b"9999999999")
@@ -73,8 +74,16 @@ def _orjson_safe(obj: Any) -> bool:
     kind = type(obj)
     if kind is dict:
         for key, value in obj.items():
-            # Strings, the commonest values, are checked without a call.
-            if type(key) is not str or (type(value) is not str and not _orjson_safe(value)):
+            if type(key) is not str:
+                return False
+            # Strings and integers, the commonest values, without a call.
+            kind = type(value)
+            if kind is str:
+                continue
+            if kind is int:
+                if not -0x8000000000000000 <= value <= 0xFFFFFFFFFFFFFFFF:
+                    return False
+            elif not _orjson_safe(value):
                 return False
         return True
     if kind is str or kind is bool or obj is None:
@@ -85,9 +94,37 @@ def _orjson_safe(obj: Any) -> bool:
         return obj == 0.0 or 1e-4 <= abs(obj) < _INF  # type: ignore[no-any-return]
     if kind is list or kind is tuple:
         for value in obj:
-            if type(value) is not str and not _orjson_safe(value):
+            kind = type(value)
+            if kind is str:
+                continue
+            if kind is int:
+                if not -0x8000000000000000 <= value <= 0xFFFFFFFFFFFFFFFF:
+                    return False
+            elif not _orjson_safe(value):
                 return False
         return True
+    return False
+
+
+def _has_float(obj: Any) -> bool:
+    """
+    Whether a decoded item holds a float anywhere: orjson decodes integers
+    beyond 64 bits as floats, so only then can its result differ from the
+    stdlib's.
+    """
+    kind = type(obj)
+    if kind is dict:
+        values: Any = obj.values()
+    elif kind is list:
+        values = obj
+    else:
+        return kind is float
+    for value in values:
+        kind = type(value)
+        if kind is str or kind is int:
+            continue
+        if kind is float or _has_float(value):
+            return True
     return False
 
 
@@ -146,14 +183,16 @@ class JsonCodec:
         @return: The item.
         @raise DecodeError: If the payload is not valid UTF-8 JSON.
         """
-        if (
-            self._orjson is not None
-            and _LONG_DIGIT_RUN not in payload.translate(_DIGITS_TO_NINES)
-        ):
+        if self._orjson is not None:
             try:
-                return self._orjson.loads(payload)
+                item = self._orjson.loads(payload)
             except self._orjson.JSONDecodeError:
                 pass  # let the stdlib produce its more precise message
+            else:
+                if not _has_float(item) or _LONG_DIGIT_RUN not in payload.translate(
+                    _DIGITS_TO_NINES
+                ):
+                    return item
         try:
             return _stdlib_decoder.decode(bytes(payload).decode("utf-8"))
         except (UnicodeDecodeError, ValueError, RecursionError) as e:

@@ -33,6 +33,7 @@ from ._errors import (
     SendQueueFull,
     describe_address,
 )
+from ._fired import fired_none
 from ._framing import _CACHED, _HEADER_CACHE, MAX_FRAME_LENGTH, encode_header
 from ._pool import StreamPool, call_hook
 from ._protocol import DEFAULT_SEND_HIGH_WATER, FramedProtocol, address_key
@@ -515,7 +516,7 @@ class ChannelCore:
         if peer is not None and not self.closed:
             waiting = peer.write_frame(header, payload)
             if waiting is None:
-                return succeed(None)
+                return fired_none()
             if timeout is None:
                 timeout = self.send_timeout
             return add_timeout(waiting, timeout, self.reactor, "send")
@@ -541,7 +542,7 @@ class ChannelCore:
                 waiting = peer.write_frames(payloads)
             except FrameTooLarge as e:
                 return fail(e)
-            return succeed(None) if waiting is None else waiting
+            return fired_none() if waiting is None else waiting
         sends = [self.send_one(p, None, True, False) for p in payloads]
         return DeferredList(sends, fireOnOneErrback=True, consumeErrors=True).addCallbacks(
             lambda _: None, lambda f: f.value.subFailure
@@ -564,7 +565,7 @@ class ChannelCore:
         peer = self.peer
         assert peer is not None
         waiting = peer.write_frame(header, payload)
-        return succeed(None) if waiting is None else waiting
+        return fired_none() if waiting is None else waiting
 
     def _flush_backlog(self) -> None:
         backlog, self._backlog = self._backlog, deque()

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Callable, Deque, List, Optional, Sequence
 
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.abstract import FileDescriptor
@@ -18,6 +18,7 @@ from twisted.python.failure import Failure
 from zope.interface import Interface, implementer
 
 from ._errors import ConnectionClosed, SendQueueFull, describe_address
+from ._fired import fired_none
 from ._framing import (
     MAX_FRAME_LENGTH,
     FrameDecoder,
@@ -523,7 +524,7 @@ class FramedProtocol(Protocol):
         @raise FrameTooLarge: If the payload exceeds C{max_frame_length}.
         """
         waiting = self.write_frame(encode_header(len(payload), self.max_frame_length), payload)
-        return succeed(None) if waiting is None else waiting
+        return fired_none() if waiting is None else waiting
 
     def write_frames(self, payloads: Sequence[bytes]) -> Optional[Deferred[None]]:
         """
