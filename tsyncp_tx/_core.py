@@ -33,6 +33,7 @@ from ._errors import (
     SendQueueFull,
     describe_address,
 )
+from ._codecs import RawCodec
 from ._fired import fired_none
 from ._framing import _CACHED, _HEADER_CACHE, MAX_FRAME_LENGTH, encode_header
 from ._pool import StreamPool, call_hook
@@ -207,6 +208,8 @@ class ChannelCore:
         self.reactor = reactor
         self.codec = codec
         self._encode = codec.encode
+        # RawCodec sends bytes as they are: skip the call.
+        self._bytes_as_is = type(codec) is RawCodec
         self.single = single
         self.max_frame_length = max_frame_length
         self.send_high_water = send_high_water
@@ -499,10 +502,13 @@ class ChannelCore:
         ):
             return self._wait_for_room(lambda: self.send_one(item, None, raw, False), timeout)
         # The hot path: encode, look the header up, hand the frame over.
-        try:
-            payload = self._encode(item) if not raw else self.encode(item, raw)
-        except Exception as e:
-            return fail(self._encode_error(e, item))
+        if type(item) is bytes and (raw or self._bytes_as_is):
+            payload = item
+        else:
+            try:
+                payload = self._encode(item) if not raw else self.encode(item, raw)
+            except Exception as e:
+                return fail(self._encode_error(e, item))
         length = len(payload)
         # encode_header's table lookup, inlined on the per-item hot path.
         if length < _CACHED and length <= self.max_frame_length:
