@@ -17,7 +17,7 @@ from twisted.internet.defer import (
 )
 from twisted.trial.unittest import SynchronousTestCase
 
-from tsyncp_tx._fired import fired_none
+from tsyncp_tx._fired import fired, fired_none
 
 
 class FiredNoneTests(SynchronousTestCase):
@@ -186,3 +186,68 @@ class FiredNoneTests(SynchronousTestCase):
         Its repr shows the result, as a Deferred's does.
         """
         self.assertIn("current result: None", repr(fired_none()))
+
+
+class FiredTests(SynchronousTestCase):
+    """
+    C{fired(result)} behaves as C{succeed(result)}.
+    """
+
+    def test_result(self) -> None:
+        """
+        It is a called L{Deferred} with the given result; each call makes a
+        new one.
+        """
+        d = fired("x")
+        self.assertIsInstance(d, Deferred)
+        self.assertTrue(d.called)
+        self.assertIsNot(d, fired("x"))
+        self.assertEqual(self.successResultOf(d), "x")
+
+    def test_await(self) -> None:
+        """
+        C{await} gives the result, also after callbacks changed it.
+        """
+        results: List[Any] = []
+
+        async def use() -> None:
+            results.append(await fired(3))
+            d = fired(4)
+            d.addCallback(lambda r: r * 10)
+            results.append(await d)
+
+        self.successResultOf(Deferred.fromCoroutine(use()))
+        self.assertEqual(results, [3, 40])
+
+    def test_chain_and_combinations(self) -> None:
+        """
+        Callbacks, C{inlineCallbacks}, C{DeferredList}, a callback returning
+        it, C{pause}: as with C{succeed}.
+        """
+        seen: List[Any] = []
+        d = fired(1)
+        d.addCallback(lambda r: seen.append(r) or r + 1)
+        d.addBoth(seen.append)
+        self.assertEqual(seen, [1, 2])
+
+        @inlineCallbacks
+        def use() -> Generator[Deferred[Any], Any, Any]:
+            return (yield fired("a"))
+
+        self.assertEqual(self.successResultOf(use()), "a")
+        self.assertEqual(
+            self.successResultOf(DeferredList([fired(1), fired(2)])), [(True, 1), (True, 2)]
+        )
+        outer: Deferred[Any] = Deferred()
+        outer.addCallback(lambda _: fired("inner"))
+        outer.callback(None)
+        self.assertEqual(self.successResultOf(outer), "inner")
+        paused = fired("p")
+        paused.pause()
+        later: List[Any] = []
+        paused.addCallback(later.append)
+        self.assertEqual(later, [])
+        paused.unpause()
+        self.assertEqual(later, ["p"])
+        self.assertRaises(AlreadyCalledError, fired(1).callback, 2)
+        self.assertIn("current result: 'r'", repr(fired("r")))

@@ -1,44 +1,47 @@
 """
-L{fired_none}: the already-fired Deferred a send returns when the transport
-took its frame at once, made and awaited at a fraction of C{succeed(None)}'s
-cost.
+L{fired} and L{fired_none}: the already-fired Deferreds of the per-item
+paths (a send the transport took at once, a C{recv()} with an item
+waiting), made at a fraction of C{succeed()}'s cost and, for C{None},
+awaited at a fraction of the cost too.
+
+C{await} on a Deferred runs a Python generator, and C{succeed()} runs
+C{Deferred.__init__}: together most of the cost of a small C{await
+tx.send(item)}.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred
 
-__all__ = ["fired_none"]
+__all__ = ["fired", "fired_none"]
+
+_T = TypeVar("_T")
 
 
-class _FiredNone(Deferred[None]):
+class _Fired(Deferred[Any]):
     """
-    A L{Deferred} that has fired with C{None} and has no callbacks.
+    A C{Deferred} that has fired and has no callbacks, made without
+    C{Deferred.__init__}: its state lives in class attributes, its result
+    in the instance.
 
-    C{await} on a Deferred runs a Python generator, and C{succeed()} runs
-    C{Deferred.__init__}: together most of the cost of a small C{await
-    tx.send(item)}.  An instance of this class is made without C{__init__}
-    (its state lives in class attributes), and C{await} gets C{None} from an
-    empty iterator, in C.  The first call that could change its state
-    (adding callbacks, pausing) first turns it into a plain L{Deferred} in
-    the same state, so it behaves as C{succeed(None)} in every respect.
+    The first call that could change its state (adding callbacks, pausing)
+    first turns it into a plain C{Deferred} in the same state, so it behaves
+    as C{succeed(result)} in every respect.
     """
 
     called = True
-    result = None
     _canceller = None
     # Never appended to: every method that would append turns the instance
     # into a plain Deferred with its own list first.
     _callbacks: Any = ()
-    __await__ = ().__iter__  # type: ignore[assignment]
 
     def _become_plain(self) -> None:
+        result = self.result
         self.__class__ = Deferred  # type: ignore[assignment]
         self.called = True
-        if "result" not in self.__dict__:
-            self.result = None
+        self.result = result
         self._callbacks = []
         self._canceller = None
 
@@ -63,6 +66,16 @@ class _FiredNone(Deferred[None]):
         self.pause()
 
 
+class _FiredNone(_Fired):
+    """
+    A C{_Fired} whose result is C{None}: C{await} gets it from an empty
+    iterator, in C, instead of running C{Deferred.__iter__}'s generator.
+    """
+
+    result = None
+    __await__ = ().__iter__  # type: ignore[assignment]
+
+
 _new = object.__new__
 
 
@@ -71,3 +84,13 @@ def fired_none() -> Deferred[None]:
     @return: A Deferred that has already fired with C{None}.
     """
     return _new(_FiredNone)  # type: ignore[no-any-return]
+
+
+def fired(result: _T) -> Deferred[_T]:
+    """
+    @param result: The result; not a C{Deferred} or a C{Failure}.
+    @return: A Deferred that has already fired with C{result}.
+    """
+    d = _new(_Fired)
+    d.result = result
+    return d  # type: ignore[no-any-return]

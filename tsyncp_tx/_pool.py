@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, Iterable, List, Optional
 
-from twisted.internet.defer import Deferred, DeferredList, fail, succeed
+from twisted.internet.defer import Deferred, DeferredList, fail
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ._errors import ConnectionClosed, SendQueueFull, describe_address
+from ._fired import fired
 from ._framing import MAX_FRAME_LENGTH, encode_header
 from ._protocol import _JOIN_BELOW, DEFAULT_SEND_HIGH_WATER, FramedProtocol, IFrameSink
 
@@ -330,7 +331,7 @@ class StreamPool:
         else:  # the common case: every transport takes the frame now
             for connection in targets:
                 connection.write_frame(header, payload, joined)
-            return succeed(len(targets))
+            return fired(len(targets))
         size = len(header) + length
         disconnect_slow = self.slow_receiver == "disconnect"
         for connection in targets:
@@ -360,12 +361,12 @@ class StreamPool:
                     pending = []
                 pending.append(waiting)
         if pending is None:
-            return succeed(count)
+            return fired(count)
         if disconnect_slow:
             if count:  # a recipient keeps up: the sender need not wait
                 for waiting in pending:
                     waiting.addErrback(_ignore_closed)
-                return succeed(count + len(pending))
+                return fired(count + len(pending))
             return _first_written(pending)
         return _count_written(count, pending)
 

@@ -203,6 +203,9 @@ class FramedProtocol(Protocol):
         self.discarded = 0
         self.address: Any = f"unconnected#{self.serial}"
         self.connected_ = False
+        #: Whether a frame sent now goes straight to the transport: it is
+        #: connected, not paused, and no frame waits in the queue.
+        self.writable = False
         self.kept = False
         self._paused = False  # transport asked us to stop writing
         self._reading_paused = False
@@ -232,6 +235,7 @@ class FramedProtocol(Protocol):
         assert transport is not None
         self.address = address_key(transport.getPeer(), self.serial)
         self.connected_ = True
+        self._update_writable()
         raw = _raw_transport(transport)
         # UNIX sockets share TCP's transport class but refuse TCP options.
         if (
@@ -318,6 +322,7 @@ class FramedProtocol(Protocol):
         @param reason: Why the connection ended.
         """
         self.connected_ = False
+        self.writable = False
         if self.decoder.buffered and reason.check(ConnectionDone):
             self.log.error(
                 "Connection from {peer} ended inside a frame "
@@ -385,12 +390,11 @@ class FramedProtocol(Protocol):
 
     # Sending
 
-    @property
-    def writable(self) -> bool:
-        """
-        Whether a frame sent now goes straight to the transport.
-        """
-        return not self._paused and not self._queue and self.connected_
+    def _update_writable(self) -> None:
+        # writable is a plain attribute, read once per frame sent (a
+        # broadcast reads it for every recipient): kept up to date here at
+        # each change of what it depends on.
+        self.writable = not self._paused and not self._queue and self.connected_
 
     @property
     def has_room(self) -> bool:
@@ -416,7 +420,7 @@ class FramedProtocol(Protocol):
             the connection ends first, with L{SendQueueFull} at once if the
             queue is full).  Cancelling it removes the unsent frame.
         """
-        if self._paused or self._queue or not self.connected_:  # not writable, inlined
+        if not self.writable:
             return self._enqueue(header, payload, joined)
         length = len(payload)
         if length < _JOIN_BELOW:
@@ -507,10 +511,12 @@ class FramedProtocol(Protocol):
             except ValueError:
                 return
             self.queued_bytes -= size
+            self._update_writable()
 
         d: Deferred[None] = Deferred(cancel)
         entry[2] = d
         self._queue.append(entry)
+        self.writable = False
         self.queued_bytes += size
         return d
 
@@ -553,6 +559,7 @@ class FramedProtocol(Protocol):
         The transport's buffer is full: queue frames until it drains.
         """
         self._paused = True
+        self.writable = False
 
     def resumeProducing(self) -> None:
         """
@@ -564,6 +571,7 @@ class FramedProtocol(Protocol):
     def _flush(self) -> None:
         queue = self._queue
         if not queue:
+            self._update_writable()
             return
         transport = self.transport
         assert transport is not None
@@ -579,6 +587,7 @@ class FramedProtocol(Protocol):
                 transport.writeSequence(data)
             if waiting is not None:
                 written.append(waiting)
+        self._update_writable()
         # Fired after the loop so callbacks that send again queue behind.
         for d in written:
             d.callback(None)

@@ -7,11 +7,13 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, AsyncIterator, Callable, Deque, List, Optional, Tuple
 
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from ._codecs import RawCodec
 from ._errors import ChannelClosed, ConnectionClosed, DecodeError, TimeoutError
+from ._fired import fired
 from ._pool import call_hook
 from ._protocol import FramedProtocol
 
@@ -159,7 +161,14 @@ class ReceiveQueue:
 
     # Taking items.  Callers check that an item is queued (self._count).
 
-    def _take(self) -> Tuple[bytes, FramedProtocol]:
+    def _take_as(self, mode: int) -> Any:
+        """
+        Take the next item, in the form C{mode} asks for.
+
+        @return: The item, or C{_SKIPPED} if it was undecodable and handed
+            to C{on_decode_error}.
+        @raise DecodeError: If it is undecodable and there is no hook.
+        """
         batch = self._batches[0]
         frames = batch[0]
         index = self._index
@@ -173,26 +182,24 @@ class ReceiveQueue:
         self._count -= 1
         if self._paused:
             self._maybe_resume()
-        return payload, batch[1]
+        if mode == ITEM:
+            try:
+                return self._decode(payload)
+            except Exception as e:
+                return self._bad_payload(self._decode_error(e, payload, batch[1]))
+        if mode == RAW:
+            return payload
+        if mode == RAW_ADDR:
+            return (payload, batch[1].address)
+        try:
+            return (self._decode(payload), batch[1].address)
+        except Exception as e:
+            return self._bad_payload(self._decode_error(e, payload, batch[1]))
 
     def _maybe_resume(self) -> None:
         if self._count <= self._low_water and self._bytes <= self._low_water_bytes:
             self._paused = False
             self._resume()
-
-    def _take_item(self) -> Any:
-        """
-        Take and decode the next item.
-
-        @return: The item, or C{_SKIPPED} if it was undecodable and handed
-            to C{on_decode_error}.
-        @raise DecodeError: If it is undecodable and there is no hook.
-        """
-        payload, connection = self._take()
-        try:
-            return self._decode(payload)
-        except Exception as e:
-            return self._bad_payload(self._decode_error(e, payload, connection))
 
     def _decode_error(self, error: Exception, payload: bytes, connection: FramedProtocol) -> DecodeError:
         if isinstance(error, DecodeError):
@@ -210,22 +217,6 @@ class ReceiveQueue:
             raise error
         call_hook(self.log, self.on_decode_error, error)
         return _SKIPPED
-
-    def _take_as(self, mode: int) -> Any:
-        """
-        Take the next item in any mode; see L{_take_item}.
-        """
-        if mode == ITEM:
-            return self._take_item()
-        payload, connection = self._take()
-        if mode == RAW:
-            return payload
-        if mode == RAW_ADDR:
-            return (payload, connection.address)
-        try:
-            return (self._decode(payload), connection.address)
-        except Exception as e:
-            return self._bad_payload(self._decode_error(e, payload, connection))
 
     def _next(self, mode: int) -> Any:
         """
@@ -250,13 +241,13 @@ class ReceiveQueue:
         """
         if self._count and not self._waiters and self._pending_error is None:
             try:
-                item = self._take_item() if mode == ITEM else self._take_as(mode)
+                item = self._take_as(mode)
                 if item is _SKIPPED:
                     item = self._next(mode)
             except DecodeError as e:
                 return fail(e)
             if item is not _SKIPPED:
-                return succeed(item)
+                return fired(item)
         if self._pending_error is not None and not self._waiters:
             error, self._pending_error = self._pending_error, None
             return fail(error)
@@ -301,9 +292,11 @@ class ReceiveQueue:
         Yield decoded items until the queue ends or is closed; items already
         queued are yielded without allocating a Deferred each.
         """
+        # A RawCodec item is its payload: take it without the call.
+        mode = RAW if type(self._codec) is RawCodec else ITEM
         while True:
             if self._count and not self._waiters and self._pending_error is None:
-                item = self._take_item()
+                item = self._take_as(mode)
                 if item is not _SKIPPED:
                     yield item
                 continue
@@ -349,7 +342,7 @@ class ReceiveQueue:
                 items.append(item)
         if not items:
             return self.get_many(mode, max_items)
-        return succeed(items)
+        return fired(items)
 
     def _serve(self) -> None:
         waiters = self._waiters
