@@ -629,10 +629,13 @@ class ChannelCore:
             self._room_waiters or (pool.slow_receiver == "wait" and pool.some_queue_full())
         ):
             return self._wait_for_room(lambda: self.send_multi(item, to, where, None, raw, False), timeout)
-        try:
-            payload = self._encode(item) if not raw else self.encode(item, raw)
-        except Exception as e:
-            return fail(self._encode_error(e, item))
+        if type(item) is bytes and (raw or self._bytes_as_is):
+            payload = item
+        else:
+            try:
+                payload = self._encode(item) if not raw else self.encode(item, raw)
+            except Exception as e:
+                return fail(self._encode_error(e, item))
         targets: Optional[List[FramedProtocol]] = None
         if to is not None:
             get = self.pool.get
@@ -644,6 +647,8 @@ class ChannelCore:
             d = self.pool.broadcast(payload, targets)
         except FrameTooLarge as e:
             return fail(e)
+        if d.called:
+            return d
         if timeout is None:
             timeout = self.send_timeout
         return add_timeout(d, timeout, self.reactor, "send")

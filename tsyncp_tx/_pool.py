@@ -324,7 +324,7 @@ class StreamPool:
         length = len(payload)
         header = encode_header(length, self.max_frame_length)
         joined = header + payload if length < _JOIN_BELOW else None
-        targets = list(self._connections.values() if connections is None else connections)
+        targets: Any = self._connections.values() if connections is None else list(connections)
         for connection in targets:
             if not connection.writable:
                 break
@@ -332,6 +332,7 @@ class StreamPool:
             for connection in targets:
                 connection.write_frame(header, payload, joined)
             return fired(len(targets))
+        targets = list(targets)  # dropping a slow receiver changes the dict
         size = len(header) + length
         disconnect_slow = self.slow_receiver == "disconnect"
         for connection in targets:
