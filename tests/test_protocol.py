@@ -653,6 +653,39 @@ class _Replier(FakeSink):
             target.write_frame(encode_header(len(reply)), reply)
 
 
+def connect_socket(
+    case: SynchronousTestCase, sink: FakeSink, **options: Any
+) -> Tuple[FramedProtocol, Any, Any, Clock]:
+    """
+    Make a protocol connected to a real socket transport over a socket pair
+    (the reactor is never run).
+
+    @param case: The test, which closes the sockets when done.
+    @param sink: The protocol's sink.
+    @param options: C{FramedProtocol} options.
+    @return: The protocol, the transport, the socket at the other end
+        (non-blocking) and the protocol's clock.
+    """
+    import socket
+
+    from twisted.internet import tcp
+    from twisted.internet.testing import MemoryReactor
+
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    theirs.setblocking(False)
+    clock = Clock()
+    protocol = FramedProtocol(sink, clock=clock, nodelay=False, **options)
+    transport = tcp.Connection(ours, protocol, MemoryReactor())
+    transport.connected = 1  # as tcp.Server and tcp.Client set it
+    transport.getPeer = lambda: PEER  # type: ignore[method-assign]
+    transport.getHost = lambda: PEER  # type: ignore[method-assign]
+    protocol.makeConnection(transport)
+    case.addCleanup(theirs.close)
+    case.addCleanup(ours.close)
+    return protocol, transport, theirs, clock
+
+
 class DirectWriteTests(SynchronousTestCase):
     """
     Over a real socket transport (a socket pair, the reactor never run), the
@@ -660,30 +693,6 @@ class DirectWriteTests(SynchronousTestCase):
     the transport holds nothing unsent; otherwise it goes through the
     transport's buffer, in order.
     """
-
-    def connect_socket(self, sink: FakeSink) -> Tuple[FramedProtocol, Any, Any, Clock]:
-        """
-        @return: A protocol on a socket transport, the transport, the
-            socket at the other end (non-blocking) and the protocol's clock.
-        """
-        import socket
-
-        from twisted.internet import tcp
-        from twisted.internet.testing import MemoryReactor
-
-        ours, theirs = socket.socketpair()
-        ours.setblocking(False)
-        theirs.setblocking(False)
-        clock = Clock()
-        protocol = FramedProtocol(sink, clock=clock, nodelay=False)
-        transport = tcp.Connection(ours, protocol, MemoryReactor())
-        transport.connected = 1  # as tcp.Server and tcp.Client set it
-        transport.getPeer = lambda: PEER  # type: ignore[method-assign]
-        transport.getHost = lambda: PEER  # type: ignore[method-assign]
-        protocol.makeConnection(transport)
-        self.addCleanup(theirs.close)
-        self.addCleanup(ours.close)
-        return protocol, transport, theirs, clock
 
     def read_all(self, sock: Any) -> bytes:
         chunks = []
@@ -701,7 +710,7 @@ class DirectWriteTests(SynchronousTestCase):
         Frames written while received frames are delivered are on the
         socket when C{dataReceived} returns: no reactor turn, no timer.
         """
-        protocol, transport, theirs, clock = self.connect_socket(_Replier())
+        protocol, transport, theirs, clock = connect_socket(self, _Replier())
         protocol.dataReceived(encode_frames([b"a", b"b"]))
         self.assertEqual(self.read_all(theirs), encode_frames([b"re:a", b"re:b"]))
         self.assertEqual(transport._tempDataLen, 0)
@@ -714,9 +723,9 @@ class DirectWriteTests(SynchronousTestCase):
         returns.
         """
         sink = _Replier()
-        other, _, other_end, _ = self.connect_socket(FakeSink())
+        other, _, other_end, _ = connect_socket(self, FakeSink())
         sink.reply_to = other
-        protocol, _, theirs, _ = self.connect_socket(sink)
+        protocol, _, theirs, _ = connect_socket(self, sink)
         protocol.dataReceived(encode_frame(b"x"))
         self.assertEqual(self.read_all(other_end), encode_frame(b"re:x"))
         self.assertEqual(self.read_all(theirs), b"")
@@ -726,7 +735,7 @@ class DirectWriteTests(SynchronousTestCase):
         Frames sent outside a delivery wait for the end of the reactor turn,
         then go to the socket at once, combined.
         """
-        protocol, transport, theirs, clock = self.connect_socket(FakeSink())
+        protocol, transport, theirs, clock = connect_socket(self, FakeSink())
         protocol.send_frame(b"one")
         protocol.send_frame(b"two")
         self.assertEqual(self.read_all(theirs), b"")
@@ -740,7 +749,7 @@ class DirectWriteTests(SynchronousTestCase):
         transport's buffer, later writes queue behind it rather than jumping
         ahead on the socket, and the peer gets every byte in order.
         """
-        protocol, transport, theirs, clock = self.connect_socket(FakeSink())
+        protocol, transport, theirs, clock = connect_socket(self, FakeSink())
         payloads = [bytes([i % 251]) * 1000 for i in range(3000)]  # ~3 MB
         for payload in payloads[:1500]:
             protocol.send_frame(payload)
@@ -758,3 +767,43 @@ class DirectWriteTests(SynchronousTestCase):
             received += self.read_all(theirs)
         decoder = FrameDecoder()
         self.assertEqual(decoder.feed(received), payloads)
+
+
+class LargeFrameTests(SynchronousTestCase):
+    """
+    A connection that carries a large frame switches to 1 MiB reads and a
+    4 MiB per-turn send limit, unless the user chose sizes.
+    """
+
+    def test_switch_when_a_large_frame_is_announced(self) -> None:
+        """
+        Receiving switches as soon as a header announces a frame of 256 KiB
+        or more, before its body arrives; small frames do not switch.
+        """
+        protocol, transport, _, _ = connect_socket(self, FakeSink())
+        protocol.dataReceived(encode_frames([b"small"] * 100))
+        self.assertEqual(transport.bufferSize, 65536)
+        protocol.dataReceived(encode_header(300 * 1024) + b"x" * 10)
+        self.assertEqual(transport.bufferSize, 1024 * 1024)
+        self.assertEqual(transport.SEND_LIMIT, 4 * 1024 * 1024)
+
+    def test_switch_when_sending_a_large_frame(self) -> None:
+        """
+        Sending a frame of 256 KiB or more switches too.
+        """
+        protocol, transport, _, _ = connect_socket(self, FakeSink())
+        protocol.send_frame(b"x" * 1000)
+        self.assertEqual(transport.bufferSize, 65536)
+        protocol.send_frame(b"x" * (256 * 1024))
+        self.assertEqual(transport.bufferSize, 1024 * 1024)
+
+    def test_chosen_sizes_kept(self) -> None:
+        """
+        With C{read_size} and C{send_limit} given, those stay.
+        """
+        protocol, transport, _, _ = connect_socket(
+            self, FakeSink(), read_size=128 * 1024, send_limit=256 * 1024
+        )
+        protocol.dataReceived(encode_header(300 * 1024))
+        self.assertEqual(transport.bufferSize, 128 * 1024)
+        self.assertEqual(transport.SEND_LIMIT, 256 * 1024)

@@ -296,7 +296,8 @@ class FramedProtocol(Protocol):
                 _delivering -= 1
                 if not _delivering and _held:
                     _write_held()
-        if not self._large and decoder.buffered >= _LARGE_FRAME:
+        # Switch as soon as a large frame is announced, before its body.
+        if not self._large and decoder.buffered + decoder.needed >= _LARGE_FRAME:
             self._large_frames()
         if decoder.failed is not None:  # after the good frames ahead of it
             self.protocol_error(str(decoder.failed))
