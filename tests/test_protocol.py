@@ -771,7 +771,7 @@ class DirectWriteTests(SynchronousTestCase):
 
 class LargeFrameTests(SynchronousTestCase):
     """
-    A connection that carries a large frame switches to 1 MiB reads and a
+    A connection that carries a large frame switches to 512 KiB reads and a
     4 MiB per-turn send limit, unless the user chose sizes.
     """
 
@@ -784,7 +784,7 @@ class LargeFrameTests(SynchronousTestCase):
         protocol.dataReceived(encode_frames([b"small"] * 100))
         self.assertEqual(transport.bufferSize, 65536)
         protocol.dataReceived(encode_header(300 * 1024) + b"x" * 10)
-        self.assertEqual(transport.bufferSize, 1024 * 1024)
+        self.assertEqual(transport.bufferSize, 512 * 1024)
         self.assertEqual(transport.SEND_LIMIT, 4 * 1024 * 1024)
 
     def test_switch_when_sending_a_large_frame(self) -> None:
@@ -795,7 +795,7 @@ class LargeFrameTests(SynchronousTestCase):
         protocol.send_frame(b"x" * 1000)
         self.assertEqual(transport.bufferSize, 65536)
         protocol.send_frame(b"x" * (256 * 1024))
-        self.assertEqual(transport.bufferSize, 1024 * 1024)
+        self.assertEqual(transport.bufferSize, 512 * 1024)
 
     def test_chosen_sizes_kept(self) -> None:
         """

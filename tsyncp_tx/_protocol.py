@@ -40,8 +40,13 @@ _JOIN_BELOW = 16 * 1024
 # Once a connection carries a frame this large, it reads up to
 # _LARGE_READ_SIZE bytes at a time and hands the socket up to
 # _LARGE_SEND_LIMIT bytes per reactor turn (Twisted: 64 KiB and 128 KiB).
+# Each read allocates its full size; glibc serves blocks above its mmap
+# threshold with a fresh mmap (page faults on every use), and raises that
+# threshold to the largest block freed.  Reads no larger than the frames
+# (512 KiB, against 1 MiB) stay below it and reuse heap memory: 1 MB items
+# went from 1.1-2.4 to 1.6-3.7 GB/s in paired runs.
 _LARGE_FRAME = 256 * 1024
-_LARGE_READ_SIZE = 1024 * 1024
+_LARGE_READ_SIZE = 512 * 1024
 _LARGE_SEND_LIMIT = 4 * 1024 * 1024
 
 # Combined small frames are handed to the transport at the end of the
@@ -182,7 +187,7 @@ class FramedProtocol(Protocol):
         @param read_size: Bytes read from the socket per read (Twisted's
             C{bufferSize}, also the write buffer size beyond which the
             protocol is paused); C{None} keeps Twisted's 64 KiB until the
-            connection carries a frame of 256 KiB or more, then 1 MiB.
+            connection carries a frame of 256 KiB or more, then 512 KiB.
         @param send_limit: Bytes handed to the socket per reactor turn
             (Twisted's C{SEND_LIMIT}); C{None} keeps Twisted's 128 KiB until
             the connection carries a frame of 256 KiB or more, then 4 MiB.
