@@ -7,10 +7,10 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Callable, Deque, List, Optional, Sequence
 
-from twisted.internet.defer import Deferred, fail
-from twisted.internet.address import IPv4Address, IPv6Address
-from twisted.internet.error import ConnectionDone
 from twisted.internet.abstract import FileDescriptor
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IAddress, IPushProducer
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
@@ -226,7 +226,7 @@ class FramedProtocol(Protocol):
         self._out_scheduled = False
         self._raw: Any = None  # the innermost transport, once connected
         # The transport, when it is a socket transport we may write to
-        # directly (see _send).
+        # directly (see _write_out).
         self._direct: Any = None
         self._large = False  # switched to large reads and writes
 
