@@ -226,6 +226,27 @@ class JsonCodecTests(SynchronousTestCase):
                     outcomes.append(EncodeError)
             self.assertEqual(outcomes[0], outcomes[1], f"{item!r}: orjson vs stdlib")
 
+    def test_keys_not_str_do_not_depend_on_orjson(self) -> None:
+        """
+        Object keys that are not exactly C{str} (integers, which the stdlib
+        writes as strings; a C{str} subclass; a tuple, which it refuses)
+        give the same bytes or the same refusal with and without orjson.
+        """
+
+        class Name(str):
+            pass
+
+        items: List[Any] = [{1: "a"}, {Name("k"): 1}, {"a": {2.5: True}}, {(1, 2): 3}]
+        for item in items:
+            outcomes: List[Any] = []
+            for codec in self.codecs:
+                try:
+                    outcomes.append(codec.encode(item))
+                except EncodeError:
+                    outcomes.append(EncodeError)
+            self.assertEqual(outcomes[0], outcomes[1], f"{item!r}: orjson vs stdlib")
+        self.assertEqual(self.codecs[0].encode({1: "a"}), b'{"1":"a"}')
+
     def test_big_int_roundtrip(self) -> None:
         """
         Integers beyond 64 bits, which the encoder writes exactly, decode

@@ -73,9 +73,9 @@ def _orjson_safe(obj: Any) -> bool:
     """
     kind = type(obj)
     if kind is dict:
-        for key, value in obj.items():
-            if type(key) is not str:
-                return False
+        # Keys are not checked: orjson refuses any key that is not exactly
+        # a str (TypeError), and the encoder then takes the stdlib path.
+        for value in obj.values():
             # Strings and integers, the commonest values, without a call.
             kind = type(value)
             if kind is str:
@@ -169,7 +169,10 @@ class JsonCodec:
         @raise EncodeError: If it is not serialisable (or holds NaN).
         """
         if self._orjson is not None and _orjson_safe(obj):
-            return self._orjson.dumps(obj)  # type: ignore[no-any-return]
+            try:
+                return self._orjson.dumps(obj)  # type: ignore[no-any-return]
+            except TypeError:
+                pass  # a key that is not exactly a str: the stdlib decides
         try:
             return _stdlib_encoder(obj).encode("utf-8")
         except (TypeError, ValueError, RecursionError) as e:
