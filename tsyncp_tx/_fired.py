@@ -11,7 +11,7 @@ tx.send(item)}.
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, Generator, TypeVar
 
 from twisted.internet.defer import Deferred
 
@@ -36,6 +36,12 @@ class _Fired(Deferred[Any]):
     # Never appended to: every method that would append turns the instance
     # into a plain Deferred with its own list first.
     _callbacks: Any = ()
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        # Unchanged, or it would be a plain Deferred by now: the result is
+        # final, so await returns it without Deferred.__iter__'s checks.
+        return self.result
+        yield  # makes this a generator; never reached
 
     def _become_plain(self) -> None:
         result = self.result
