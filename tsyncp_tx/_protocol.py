@@ -43,8 +43,10 @@ _JOIN_BELOW = 16 * 1024
 # Each read allocates its full size; glibc serves blocks above its mmap
 # threshold with a fresh mmap (page faults on every use), and raises that
 # threshold to the largest block freed.  Reads no larger than the frames
-# (512 KiB, against 1 MiB) stay below it and reuse heap memory: 1 MB items
-# went from 1.1-2.4 to 1.6-3.7 GB/s in paired runs.
+# (512 KiB, against 1 MiB) tend to stay below it and reuse heap memory: 1 MB
+# items ran at 1.6-3.7 against 1.1-2.4 GB/s in paired runs, though the
+# allocator's state still makes single runs of either size vary by 2x
+# (docs/performance.md).
 _LARGE_FRAME = 256 * 1024
 _LARGE_READ_SIZE = 512 * 1024
 _LARGE_SEND_LIMIT = 4 * 1024 * 1024
