@@ -75,35 +75,28 @@ def _orjson_safe(obj: Any) -> bool:
     if kind is dict:
         # Keys are not checked: orjson refuses any key that is not exactly
         # a str (TypeError), and the encoder then takes the stdlib path.
-        for value in obj.values():
-            # Strings and integers, the commonest values, without a call.
-            kind = type(value)
-            if kind is str:
-                continue
-            if kind is int:
-                if not -0x8000000000000000 <= value <= 0xFFFFFFFFFFFFFFFF:
-                    return False
-            elif not _orjson_safe(value):
-                return False
+        values: Any = obj.values()
+    elif kind is list or kind is tuple:
+        values = obj
+    elif kind is str or kind is bool or obj is None:
         return True
-    if kind is str or kind is bool or obj is None:
-        return True
-    if kind is int:
+    elif kind is int:
         return -0x8000000000000000 <= obj <= 0xFFFFFFFFFFFFFFFF  # type: ignore[no-any-return]
-    if kind is float:
+    elif kind is float:
         return obj == 0.0 or 1e-4 <= abs(obj) < _INF  # type: ignore[no-any-return]
-    if kind is list or kind is tuple:
-        for value in obj:
-            kind = type(value)
-            if kind is str:
-                continue
-            if kind is int:
-                if not -0x8000000000000000 <= value <= 0xFFFFFFFFFFFFFFFF:
-                    return False
-            elif not _orjson_safe(value):
+    else:
+        return False
+    for value in values:
+        # Strings and integers, the commonest values, without a call.
+        kind = type(value)
+        if kind is str:
+            continue
+        if kind is int:
+            if not -0x8000000000000000 <= value <= 0xFFFFFFFFFFFFFFFF:
                 return False
-        return True
-    return False
+        elif not _orjson_safe(value):
+            return False
+    return True
 
 
 def _has_float(obj: Any) -> bool:

@@ -471,10 +471,10 @@ class ChannelCore:
         @raise EncodeError: If the codec refuses the item (a user codec's
             own exception is wrapped), or C{raw} is set and it is not bytes.
         """
-        if raw:
-            if type(item) is not bytes:
-                raise EncodeError("raw", f"raw=True needs bytes, got {type(item).__name__}", item)
+        if type(item) is bytes and (raw or self._bytes_as_is):
             return item
+        if raw:
+            raise EncodeError("raw", f"raw=True needs bytes, got {type(item).__name__}", item)
         try:
             return self._encode(item)  # type: ignore[no-any-return]
         except Exception as e:
@@ -629,13 +629,10 @@ class ChannelCore:
             self._room_waiters or (pool.slow_receiver == "wait" and pool.some_queue_full())
         ):
             return self._wait_for_room(lambda: self.send_multi(item, to, where, None, raw, False), timeout)
-        if type(item) is bytes and (raw or self._bytes_as_is):
-            payload = item
-        else:
-            try:
-                payload = self._encode(item) if not raw else self.encode(item, raw)
-            except Exception as e:
-                return fail(self._encode_error(e, item))
+        try:
+            payload = self.encode(item, raw)
+        except EncodeError as e:
+            return fail(e)
         targets: Optional[List[FramedProtocol]] = None
         if to is not None:
             get = self.pool.get
