@@ -182,19 +182,15 @@ class ReceiveQueue:
         self._count -= 1
         if self._paused:
             self._maybe_resume()
-        if mode == ITEM:
-            try:
-                return self._decode(payload)
-            except Exception as e:
-                return self._bad_payload(self._decode_error(e, payload, batch[1]))
         if mode == RAW:
             return payload
         if mode == RAW_ADDR:
             return (payload, batch[1].address)
         try:
-            return (self._decode(payload), batch[1].address)
+            item = self._decode(payload)
         except Exception as e:
             return self._bad_payload(self._decode_error(e, payload, batch[1]))
+        return item if mode == ITEM else (item, batch[1].address)
 
     def _maybe_resume(self) -> None:
         if self._count <= self._low_water and self._bytes <= self._low_water_bytes:
