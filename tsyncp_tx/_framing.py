@@ -158,9 +158,15 @@ class FrameDecoder:
     chunk.
 
     @ivar max_frame_length: The largest payload length accepted.
+    @ivar buffered: The number of bytes held for an incomplete frame
+        (read-only).
+    @ivar failed: The error that made this decoder unusable, or C{None}
+        (read-only).
     """
 
-    __slots__ = ("max_frame_length", "_parts", "_buffered", "_need", "_failed")
+    # buffered and failed are plain attributes, not properties: the
+    # protocol reads both after every read.
+    __slots__ = ("max_frame_length", "_parts", "buffered", "_need", "failed")
 
     def __init__(self, max_frame_length: int = MAX_FRAME_LENGTH) -> None:
         """
@@ -171,23 +177,9 @@ class FrameDecoder:
             raise ValueError(f"negative max_frame_length: {max_frame_length}")
         self.max_frame_length = max_frame_length
         self._parts: List[bytes] = []  # chunks of the incomplete frame
-        self._buffered = 0  # their total length
+        self.buffered = 0  # their total length
         self._need = 0  # bytes needed before parsing can progress
-        self._failed: Optional[FramingError] = None
-
-    @property
-    def buffered(self) -> int:
-        """
-        The number of bytes held for an incomplete frame.
-        """
-        return self._buffered
-
-    @property
-    def failed(self) -> Optional[FramingError]:
-        """
-        The error that made this decoder unusable, or C{None}.
-        """
-        return self._failed
+        self.failed: Optional[FramingError] = None
 
     @property
     def needed(self) -> int:
@@ -195,7 +187,7 @@ class FrameDecoder:
         How many more bytes the incomplete frame needs before it can be
         decoded (0 when nothing is held).  Readers use it to size reads.
         """
-        return max(0, self._need - self._buffered) if self._buffered else 0
+        return max(0, self._need - self.buffered) if self.buffered else 0
 
     def feed(self, data: bytes) -> List[bytes]:
         """
@@ -209,16 +201,16 @@ class FrameDecoder:
             are returned first: that call returns them, sets L{failed} and
             the next call raises.
         """
-        if self._failed is not None:
-            raise self._failed
-        if self._buffered:
+        if self.failed is not None:
+            raise self.failed
+        if self.buffered:
             self._parts.append(data)
-            self._buffered += len(data)
-            if self._buffered < self._need:
+            self.buffered += len(data)
+            if self.buffered < self._need:
                 return []
             data = b"".join(self._parts)
             self._parts = []
-            self._buffered = 0
+            self.buffered = 0
         frames: List[bytes] = []
         append = frames.append
         end = len(data)
@@ -247,13 +239,13 @@ class FrameDecoder:
                 length = int.from_bytes(data[pos:start], "big") & 0x1FFFFFFF
             if length > limit:
                 self._parts = []
-                self._buffered = 0
-                self._failed = FrameTooLarge(length, limit)
+                self.buffered = 0
+                self.failed = FrameTooLarge(length, limit)
                 if frames:
                     # Deliver the good frames ahead of the bad header; the
                     # error is raised by the next call (see failed).
                     return frames
-                raise self._failed
+                raise self.failed
             stop = start + length
             if stop > end:
                 break
@@ -262,7 +254,7 @@ class FrameDecoder:
         if pos < end:
             rest = data[pos:] if pos else data
             self._parts = [rest]
-            self._buffered = len(rest)
+            self.buffered = len(rest)
             # An incomplete header needs its own length; a complete one,
             # the whole frame.
             self._need = (start - pos) if start > end else (stop - pos)
@@ -274,8 +266,8 @@ class FrameDecoder:
 
         @raise FramingError: If an incomplete frame is buffered.
         """
-        if self._buffered:
+        if self.buffered:
             raise FramingError(
-                f"stream ended inside a frame ({self._buffered} bytes "
+                f"stream ended inside a frame ({self.buffered} bytes "
                 f"of an incomplete frame)"
             )

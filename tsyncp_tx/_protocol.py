@@ -304,7 +304,7 @@ class FramedProtocol(Protocol):
                 if not _delivering and _held:
                     _write_held()
         # Switch as soon as a large frame is announced, before its body.
-        if not self._large and decoder.buffered + decoder.needed >= _LARGE_FRAME:
+        if decoder.buffered and not self._large and decoder.buffered + decoder.needed >= _LARGE_FRAME:
             self._large_frames()
         if decoder.failed is not None:  # after the good frames ahead of it
             self.protocol_error(str(decoder.failed))
