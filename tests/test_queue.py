@@ -12,6 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tsyncp_tx._queue import ITEM, ITEM_ADDR, RAW, RAW_ADDR, ReceiveQueue
 from tsyncp_tx.codecs import JsonCodec, RawCodec
+from tsyncp_tx.errors import DecodeError
 
 
 class FakeConnection:
@@ -168,3 +169,38 @@ class RawCodecModeTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(queue.get_many(ITEM, 3)), [b"2", b"3", b"4"])
         self.assertEqual(self.successResultOf(queue.get_many(ITEM)), [b"5"])
         self.assertEqual((len(queue), queue.queued_bytes), (0, 0))
+
+
+class IterateDecodeErrorTests(SynchronousTestCase):
+    """
+    A payload the codec refuses, met by C{async for}.
+    """
+
+    def test_raised_with_address(self) -> None:
+        """
+        Without a hook, C{async for} raises the L{DecodeError}, naming the
+        peer; the items after it stay queued.
+        """
+        queue, _ = make_queue(JsonCodec())
+        queue.put([b"1", b"{bad", b"3"], FakeConnection(("h", 9)))  # type: ignore[arg-type]
+        items: List[Any] = []
+
+        async def consume() -> None:
+            async for item in queue.iterate():
+                items.append(item)
+
+        failure = self.failureResultOf(Deferred.fromCoroutine(consume()), DecodeError)
+        self.assertEqual(items, [1])
+        self.assertEqual(failure.value.address, ("h", 9))
+        self.assertEqual(take(queue, 1), [3])
+
+    def test_hook_skips(self) -> None:
+        """
+        With C{on_decode_error}, the bad payload goes to the hook and
+        C{async for} goes on with the next item.
+        """
+        errors: List[DecodeError] = []
+        queue = ReceiveQueue(JsonCodec(), lambda: None, lambda: None, on_decode_error=errors.append)
+        queue.put([b"1", b"{bad", b"3"], FakeConnection(("h", 9)))  # type: ignore[arg-type]
+        self.assertEqual(take(queue, 2), [1, 3])
+        self.assertEqual([e.address for e in errors], [("h", 9)])
