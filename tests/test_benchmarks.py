@@ -102,3 +102,30 @@ class QuickCaseTests(SynchronousTestCase):
         self.assertEqual(status, 2)
         self.assertIn("unknown case(s): no-such-case", output)
         self.assertIn("mpsc-raw-100", output)
+
+
+class FloorsTests(SynchronousTestCase):
+    """
+    C{python benchmarks/floors.py --count 200 --runs 1}: the barrier and
+    ping-pong floors (plain sockets, plain Twisted) beside tsyncp_tx.
+    """
+
+    def test_every_variant_reports(self) -> None:
+        """
+        Each case prints one line per variant with its figures.
+        """
+        proc = subprocess.run(
+            [sys.executable, os.path.join(ROOT, "benchmarks", "floors.py"), "--count", "200", "--runs", "1",
+             "--timeout", "60"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            timeout=120,
+        )
+        output = proc.stdout.decode("utf-8", "replace")
+        self.assertEqual(proc.returncode, 0, output)
+        barrier = output.split("## barrier")[1].split("## pingpong")[0]
+        pingpong = output.split("## pingpong")[1]
+        for variant in ("sockets", "twisted", "tsyncp_tx"):
+            self.assertRegex(barrier, rf"{variant} +[\d,]+ gen/s, CPU [\d,]+ µs/gen")
+            self.assertRegex(pingpong, rf"{variant} +p50 [\d,.]+ µs, p99 [\d,.]+ µs, CPU [\d,]+ µs/round trip")
