@@ -107,6 +107,25 @@ def collect(children: List[Tuple[int, int]], timeout: float) -> List[Dict[str, f
     return reports
 
 
+def start_listener(target: Callable[[int, Callable[[int], None]], None]) -> Tuple[Tuple[int, int], int]:
+    """
+    Run C{target(pipe, announce)} in a child process; it calls
+    C{announce(port)} once it listens.
+
+    @return: The child (as L{spawn} returns it) and the port.
+    """
+    ready_r, ready_w = os.pipe()
+
+    def announce(port: int) -> None:
+        os.write(ready_w, f"{port}\n".encode())
+
+    child = spawn(target, announce)
+    os.close(ready_w)
+    port = int(os.read(ready_r, 100).decode())
+    os.close(ready_r)
+    return child, port
+
+
 def listening_socket() -> socket.socket:
     s = socket.socket()
     s.bind((LOOPBACK, 0))
@@ -162,9 +181,7 @@ def barrier_sockets(n: int, timeout: float) -> Dict[str, float]:
 
 
 def barrier_twisted(n: int, timeout: float) -> Dict[str, float]:
-    ready_r, ready_w = os.pipe()
-
-    def barrier(pipe: int) -> None:
+    def barrier(pipe: int, announce: Callable[[int], None]) -> None:
         from twisted.internet import protocol, reactor
 
         state: Dict[str, Any] = {"conns": [], "arrived": 0, "generations": 0}
@@ -196,7 +213,7 @@ def barrier_twisted(n: int, timeout: float) -> Dict[str, float]:
                         )
 
         port = reactor.listenTCP(0, protocol.Factory.forProtocol(Barrier), interface=LOOPBACK)
-        os.write(ready_w, f"{port.getHost().port}\n".encode())
+        announce(port.getHost().port)
         reactor.run()
 
     def waiter(pipe: int, port: int) -> None:
@@ -222,18 +239,14 @@ def barrier_twisted(n: int, timeout: float) -> Dict[str, float]:
         reactor.connectTCP(LOOPBACK, port, protocol.ClientFactory.forProtocol(Waiter))
         reactor.run()
 
-    children = [spawn(barrier)]
-    os.close(ready_w)
-    port = int(os.read(ready_r, 100).decode())
-    os.close(ready_r)
+    child, port = start_listener(barrier)
+    children = [child]
     children += [spawn(waiter, port) for _ in range(PARTIES)]
     return summarize_barrier(collect(children, timeout), n)
 
 
 def barrier_tsyncp(n: int, timeout: float) -> Dict[str, float]:
-    ready_r, ready_w = os.pipe()
-
-    def barrier(pipe: int) -> None:
+    def barrier(pipe: int, announce: Callable[[int], None]) -> None:
         from twisted.internet import reactor
 
         from tsyncp_tx import barrier as tb
@@ -251,8 +264,7 @@ def barrier_tsyncp(n: int, timeout: float) -> Dict[str, float]:
                 reactor.callLater(0, lambda: report(pipe, **figures))
 
         def listening(b: Any) -> None:
-            os.write(ready_w, f"{b.local_address[1]}\n".encode())
-            os.close(ready_w)
+            announce(b.local_address[1])
 
         tb.barrier_on(f"{LOOPBACK}:0", parties=PARTIES, on_release=on_release).addCallback(listening)
         reactor.run()
@@ -274,10 +286,8 @@ def barrier_tsyncp(n: int, timeout: float) -> Dict[str, float]:
         reactor.callWhenRunning(lambda: Deferred.fromCoroutine(run()))
         reactor.run()
 
-    children = [spawn(barrier)]
-    os.close(ready_w)
-    port = int(os.read(ready_r, 100).decode())
-    os.close(ready_r)
+    child, port = start_listener(barrier)
+    children = [child]
     children += [spawn(waiter, port) for _ in range(PARTIES)]
     return summarize_barrier(collect(children, timeout), n)
 
@@ -327,9 +337,7 @@ def pingpong_sockets(n: int, timeout: float) -> Dict[str, float]:
 
 
 def pingpong_twisted(n: int, timeout: float) -> Dict[str, float]:
-    ready_r, ready_w = os.pipe()
-
-    def echo(pipe: int) -> None:
+    def echo(pipe: int, announce: Callable[[int], None]) -> None:
         from twisted.internet import protocol, reactor
         from twisted.protocols.basic import Int32StringReceiver
 
@@ -346,7 +354,7 @@ def pingpong_twisted(n: int, timeout: float) -> Dict[str, float]:
                 report(pipe, cpu=cpu() - self.c0)
 
         port = reactor.listenTCP(0, protocol.Factory.forProtocol(Echo), interface=LOOPBACK)
-        os.write(ready_w, f"{port.getHost().port}\n".encode())
+        announce(port.getHost().port)
         reactor.run()
 
     def client(pipe: int, port: int) -> None:
@@ -378,18 +386,14 @@ def pingpong_twisted(n: int, timeout: float) -> Dict[str, float]:
         reactor.connectTCP(LOOPBACK, port, protocol.ClientFactory.forProtocol(Client))
         reactor.run()
 
-    children = [spawn(echo)]
-    os.close(ready_w)
-    port = int(os.read(ready_r, 100).decode())
-    os.close(ready_r)
+    child, port = start_listener(echo)
+    children = [child]
     children.append(spawn(client, port))
     return summarize_pingpong(collect(children, timeout), n)
 
 
 def pingpong_tsyncp(n: int, timeout: float) -> Dict[str, float]:
-    ready_r, ready_w = os.pipe()
-
-    def echo(pipe: int) -> None:
+    def echo(pipe: int, announce: Callable[[int], None]) -> None:
         from twisted.internet import reactor
         from twisted.internet.defer import Deferred
 
@@ -398,7 +402,7 @@ def pingpong_tsyncp(n: int, timeout: float) -> Dict[str, float]:
 
         async def run() -> None:
             ch = await channel.channel_on(f"{LOOPBACK}:0", accept=0, codec=RawCodec())
-            os.write(ready_w, f"{ch.local_address[1]}\n".encode())
+            announce(ch.local_address[1])
             await ch.accept()
             c0 = cpu()
             async for item in ch:
@@ -431,10 +435,8 @@ def pingpong_tsyncp(n: int, timeout: float) -> Dict[str, float]:
         reactor.callWhenRunning(lambda: Deferred.fromCoroutine(run()))
         reactor.run()
 
-    children = [spawn(echo)]
-    os.close(ready_w)
-    port = int(os.read(ready_r, 100).decode())
-    os.close(ready_r)
+    child, port = start_listener(echo)
+    children = [child]
     children.append(spawn(client, port))
     return summarize_pingpong(collect(children, timeout), n)
 
