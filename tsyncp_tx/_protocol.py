@@ -330,7 +330,7 @@ class FramedProtocol(Protocol):
         @param reason: Why the connection ended.
         """
         self.connected_ = False
-        self.writable = False
+        self._update_writable()
         if self.decoder.buffered and reason.check(ConnectionDone):
             self.log.error(
                 "Connection from {peer} ended inside a frame "
@@ -524,7 +524,7 @@ class FramedProtocol(Protocol):
         d: Deferred[None] = Deferred(cancel)
         entry[2] = d
         self._queue.append(entry)
-        self.writable = False
+        self._update_writable()
         self.queued_bytes += size
         return d
 
@@ -567,7 +567,7 @@ class FramedProtocol(Protocol):
         The transport's buffer is full: queue frames until it drains.
         """
         self._paused = True
-        self.writable = False
+        self._update_writable()
 
     def resumeProducing(self) -> None:
         """

@@ -192,8 +192,11 @@ class ReceiveQueue:
             return self._bad_payload(self._decode_error(e, payload, batch[1]))
         return item if mode == ITEM else (item, batch[1].address)
 
-    def _batch_used(self) -> None:
-        self._bytes -= self._batches.popleft()[2]
+    def _batch_used(self) -> List[bytes]:
+        # The head read is used up: release its bytes.
+        frames, _, size = self._batches.popleft()
+        self._bytes -= size
+        return frames  # type: ignore[no-any-return]
 
     def _maybe_resume(self) -> None:
         if self._count <= self._low_water and self._bytes <= self._low_water_bytes:
@@ -343,9 +346,8 @@ class ReceiveQueue:
         while len(items) < limit and self._count:
             if whole_reads and self._index == 0 and len(self._batches[0][0]) <= limit - len(items):
                 # A whole read's raw payloads move over as they are.
-                frames, _, size = self._batches.popleft()
+                frames = self._batch_used()
                 self._count -= len(frames)
-                self._bytes -= size
                 items.extend(frames)
                 if self._paused:
                     self._maybe_resume()
