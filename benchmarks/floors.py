@@ -27,6 +27,7 @@ Run from the checkout::
 from __future__ import annotations
 
 import argparse
+import ast
 import os
 import select
 import socket
@@ -101,7 +102,7 @@ def collect(children: List[Tuple[int, int]], timeout: float) -> List[Dict[str, f
                 raise RuntimeError("a benchmark process died without a report")
             data += chunk
         os.close(r)
-        reports.append(eval(data.decode()))  # our own repr of a dict of floats
+        reports.append(ast.literal_eval(data.decode()))
     for pid, _ in children:
         os.waitpid(pid, 0)
     return reports

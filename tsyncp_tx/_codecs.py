@@ -57,9 +57,8 @@ _stdlib_decoder = json.JSONDecoder()
 
 # orjson turns integers beyond 64 bits into floats when decoding; payloads
 # whose item holds a float and that have a run of 19 digits take the exact
-# stdlib path.  (Mapping every digit
-# to "9" and searching for nineteen of them is several times cheaper than a
-# regular expression.)
+# stdlib path.  (Mapping every digit to "9" and searching for nineteen of
+# them is several times cheaper than a regular expression.)
 _DIGITS_TO_NINES = bytes.maketrans(b"0123456789", b"9999999999")
 _LONG_DIGIT_RUN = b"9" * 19
 
