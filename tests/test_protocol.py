@@ -689,13 +689,13 @@ def connect_socket(
 class DirectWriteTests(SynchronousTestCase):
     """
     Over a real socket transport (a socket pair, the reactor never run), the
-    turn's write of combined small frames goes to the socket at once when
-    the transport holds nothing unsent; otherwise it goes through the
-    transport's buffer, in order.
+    turn's write of combined small frames (and a delivery's first frame)
+    goes to the socket at once when the transport holds nothing unsent;
+    otherwise it goes through the transport's buffer, in order.
     """
 
     def read_all(self, sock: Any) -> bytes:
-        chunks = []
+        chunks: List[bytes] = []
         while True:
             try:
                 chunk = sock.recv(1 << 20)
@@ -713,6 +713,27 @@ class DirectWriteTests(SynchronousTestCase):
         protocol, transport, theirs, clock = connect_socket(self, _Replier())
         protocol.dataReceived(encode_frames([b"a", b"b"]))
         self.assertEqual(self.read_all(theirs), encode_frames([b"re:a", b"re:b"]))
+        self.assertEqual(transport._tempDataLen, 0)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_first_reply_written_at_once(self) -> None:
+        """
+        The first frame written during a delivery is on the socket before
+        the delivery's work goes on; later ones are combined and written
+        when C{dataReceived} returns.
+        """
+        seen: List[bytes] = []
+
+        class Replier(FakeSink):
+            def frames_received(inner, connection: FramedProtocol, frames: List[bytes]) -> None:
+                for reply in (b"one", b"two", b"three"):
+                    connection.write_frame(encode_header(len(reply)), reply)
+                    seen.append(self.read_all(theirs))
+
+        protocol, transport, theirs, clock = connect_socket(self, Replier())
+        protocol.dataReceived(encode_frame(b"x"))
+        self.assertEqual(seen, [encode_frame(b"one"), b"", b""])
+        self.assertEqual(self.read_all(theirs), encode_frames([b"two", b"three"]))
         self.assertEqual(transport._tempDataLen, 0)
         self.assertEqual(clock.getDelayedCalls(), [])
 

@@ -417,7 +417,8 @@ class FramedProtocol(Protocol):
         Send one frame whose header is already encoded.
 
         Small frames sent during one reactor turn are combined into one
-        transport write at the end of the turn (or once 64 KiB wait).
+        transport write at the end of the turn (or once 64 KiB wait); the
+        first one sent during a delivery is written at once.
 
         @param header: The frame's header.
         @param payload: The payload.
@@ -434,14 +435,20 @@ class FramedProtocol(Protocol):
         if length < _JOIN_BELOW:
             self._out.append(joined if joined is not None else header + payload)
             self._out_bytes += length
-            if self._out_bytes >= _COMBINE_LIMIT:
-                self._write_out()
-            elif not self._out_scheduled:
+            if self._out_scheduled:
+                if self._out_bytes >= _COMBINE_LIMIT:
+                    self._write_out()
+            elif _delivering:
+                # The first small frame written while received frames are
+                # delivered (a reply, a release) goes out at once rather than
+                # after the rest of the delivery's work; later ones are
+                # combined and written when the delivery ends.
                 self._out_scheduled = True
-                if _delivering:
-                    _held.append(self)
-                else:
-                    self._schedule(self._write_out_later)
+                _held.append(self)
+                self._write_out(directly=True)
+            else:
+                self._out_scheduled = True
+                self._schedule(self._write_out_later)
         else:
             if self._out:
                 self._write_out()
@@ -467,13 +474,14 @@ class FramedProtocol(Protocol):
         Hand the combined small frames to the transport.
 
         @param directly: This is the turn's last write (at the end of the
-            reactor turn or of a delivery): send it on the socket at once if
-            the transport holds nothing unsent, rather than a turn later,
-            which shortens a loopback round trip by a third.  Only this
-            once-per-turn write of at most C{_COMBINE_LIMIT} bytes goes
-            directly, so a connection never takes more than its share of a
-            turn; large frames go through the transport's buffer, as
-            splitting them between the socket and the buffer costs a copy.
+            reactor turn or of a delivery), or a delivery's first frame:
+            send it on the socket at once if the transport holds nothing
+            unsent, rather than a turn later, which shortens a loopback
+            round trip by a third.  Only these two writes per turn, of at
+            most C{_COMBINE_LIMIT} bytes, go directly, so a connection never
+            takes more than its share of a turn; large frames go through
+            the transport's buffer, as splitting them between the socket
+            and the buffer costs a copy.
         """
         out = self._out
         data = out[0] if len(out) == 1 else b"".join(out)
