@@ -17,6 +17,8 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tsyncp_tx.framing import FrameDecoder, encode_frame, encode_frames
@@ -475,6 +477,95 @@ class BroadcastFramesOnceTests(SynchronousTestCase):
             self.assertIs(parts[0], sequences[0][0])
         for t in transports:
             self.assertEqual(FrameDecoder().feed(t.value()), [b"small", large])
+
+
+class BlockedSetTests(SynchronousTestCase):
+    """
+    L{StreamPool.blocked} is exactly the set of member connections that are
+    not writable, through every change of either: the broadcast fast path
+    and the room check trust it.
+    """
+
+    @settings(max_examples=200, deadline=None)
+    @given(
+        st.lists(
+            st.tuples(
+                st.sampled_from(
+                    ["join", "pause", "resume", "broadcast", "large", "cancel", "lose", "remove", "rejoin"]
+                ),
+                st.integers(0, 3),
+            ),
+            max_size=40,
+        )
+    )
+    def test_matches_writable(self, steps: List[Tuple[str, int]]) -> None:
+        """
+        After any sequence of joins, transport pauses and resumes,
+        broadcasts, queued frames and their cancellation, losses, removals
+        and returns, C{blocked} holds the members that are not writable, and
+        every member got the frames of the broadcasts it was a member for,
+        in order.
+        """
+        clock = Clock()
+        pool = StreamPool(
+            deliver=lambda frames, connection: None,
+            clock=clock,
+            nodelay=False,
+            send_high_water=1 << 20,
+        )
+        protocols: List[FramedProtocol] = []
+        transports: List[StringTransport] = []
+        expected: Dict[int, List[bytes]] = {}
+        waiting: List[Deferred[Any]] = []
+        serial = 0
+
+        def join() -> None:
+            protocol = pool.build_protocol()
+            transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000 + len(protocols)))
+            protocol.makeConnection(transport)
+            protocols.append(protocol)
+            transports.append(transport)
+            expected[len(protocols) - 1] = []
+
+        join()
+        for op, i in steps:
+            protocol = protocols[i % len(protocols)]
+            if op == "join":
+                join()
+            elif op == "pause":
+                protocol.pauseProducing()
+            elif op == "resume":
+                protocol.resumeProducing()
+            elif op in ("broadcast", "large"):
+                serial += 1
+                payload = b"%d:" % serial + (b"L" * 20_000 if op == "large" else b"s")
+                members = [protocols.index(c) for c in pool.connections]
+                d = pool.broadcast(payload)
+                d.addErrback(lambda f: None)
+                waiting.append(d)
+                for m in members:
+                    expected[m].append(payload)
+            elif op == "cancel" and waiting:
+                waiting.pop().cancel()
+            elif op == "lose":
+                protocol.connectionLost(Failure(ConnectionDone()))
+            elif op == "remove":
+                pool.remove(protocol)
+            elif op == "rejoin" and protocol.connected_ and protocol not in pool.connections:
+                pool.add(protocol)
+            clock.advance(0)
+            self.assertEqual(pool.blocked, {c for c in pool.connections if not c.writable})
+        # Everything still queued goes out once the transports take it.
+        for protocol in protocols:
+            if protocol.connected_:
+                protocol.resumeProducing()
+        clock.advance(0)
+        for index, transport in enumerate(transports):
+            if protocols[index].connected_:
+                received = FrameDecoder().feed(transport.value())
+                # A cancelled broadcast leaves only the frames already written.
+                self.assertTrue(set(received) <= set(expected[index]))
+                self.assertEqual(received, sorted(received, key=expected[index].index))
 
 
 class _Recording(StringTransport):

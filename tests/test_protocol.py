@@ -42,6 +42,7 @@ class FakeSink:
     @ivar received: C{(connection, frames)} per call.
     @ivar lost: C{(connection, reason)} per call.
     @ivar drained: Connections reported drained, per call.
+    @ivar writable: The connection's C{writable}, per change reported.
     """
 
     def __init__(self, keep: bool = True) -> None:
@@ -50,6 +51,7 @@ class FakeSink:
         self.received: List[Tuple[FramedProtocol, List[bytes]]] = []
         self.lost: List[Tuple[FramedProtocol, Failure]] = []
         self.drained: List[FramedProtocol] = []
+        self.writable: List[bool] = []
 
     def connection_made(self, connection: FramedProtocol) -> bool:
         self.made.append(connection)
@@ -63,6 +65,9 @@ class FakeSink:
 
     def connection_drained(self, connection: FramedProtocol) -> None:
         self.drained.append(connection)
+
+    def writable_changed(self, connection: FramedProtocol) -> None:
+        self.writable.append(connection.writable)
 
     def payloads(self) -> List[bytes]:
         """

@@ -624,7 +624,7 @@ class ChannelCore:
         """
         if self.closed:
             return fail(ChannelClosed())
-        if check_room and (self._room_waiters or self._some_queue_full()):
+        if check_room and (self._room_waiters or (self.pool.blocked and self._some_queue_full())):
             return self._wait_for_room(lambda: self.send_multi(item, to, where, None, raw, False), timeout)
         try:
             payload = self.encode(item, raw)

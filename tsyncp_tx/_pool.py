@@ -4,7 +4,7 @@ L{StreamPool}: the live connections of one channel.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Iterable, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional, Set
 
 from twisted.internet.defer import Deferred, DeferredList, fail
 from twisted.internet.protocol import Factory
@@ -136,6 +136,11 @@ class StreamPool:
             clock=clock,
         )
         self._connections: Dict[Address, FramedProtocol] = {}
+        #: The connections that are not writable now (paused, or frames
+        #: waiting in their queue): only these can have a full queue, and
+        #: while there are none a broadcast writes to all at once.
+        #: Read-only.
+        self.blocked: Set[FramedProtocol] = set()
         self._reading_paused = False
 
     # Admission
@@ -189,6 +194,8 @@ class StreamPool:
                 )
                 return False
         self._connections[address] = connection
+        if not connection.writable:
+            self.blocked.add(connection)
         if self._reading_paused:
             connection.pause_reading()
         self.log.debug("Connection from {peer} joined", peer=describe_address(address))
@@ -204,6 +211,7 @@ class StreamPool:
         """
         if self._connections.get(connection.address) is connection:
             del self._connections[connection.address]
+        self.blocked.discard(connection)
 
     # IFrameSink
 
@@ -246,6 +254,18 @@ class StreamPool:
         if self.on_disconnect is not None:
             call_hook(self.log, self.on_disconnect, connection.address, reason)
 
+    def writable_changed(self, connection: FramedProtocol) -> None:
+        """
+        Keep L{blocked} up to date.
+
+        @param connection: A connection whose C{writable} changed; ignored
+            unless it is a member (a new one is looked at when it joins).
+        """
+        if connection.writable:
+            self.blocked.discard(connection)
+        elif self._connections.get(connection.address) is connection:
+            self.blocked.add(connection)
+
     def connection_drained(self, connection: FramedProtocol) -> None:
         """
         Pass the news to C{on_drain}.
@@ -279,7 +299,7 @@ class StreamPool:
         Whether some connection's queue of unwritten frames is at its
         C{send_high_water}.
         """
-        for connection in self._connections.values():
+        for connection in self.blocked:
             if connection.queued_bytes >= connection.send_high_water:
                 return True
         return False
@@ -324,11 +344,13 @@ class StreamPool:
         length = len(payload)
         header = encode_header(length, self.max_frame_length)
         joined = header + payload if length < _JOIN_BELOW else None
-        targets: Any = self._connections.values() if connections is None else list(connections)
-        for connection in targets:
-            if not connection.writable:
-                break
-        else:  # the common case: every transport takes the frame now
+        if connections is None:
+            targets: Any = self._connections.values()
+            all_writable = not self.blocked
+        else:
+            targets = list(connections)
+            all_writable = all(connection.writable for connection in targets)
+        if all_writable:  # the common case: every transport takes the frame now
             for connection in targets:
                 connection.write_frame(header, payload, joined)
             return fired(len(targets))

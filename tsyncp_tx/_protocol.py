@@ -93,6 +93,14 @@ class IFrameSink(Interface):
         @param connection: The connection.
         """
 
+    def writable_changed(connection: "FramedProtocol") -> None:
+        """
+        The connection's C{writable} flag changed (from the moment it
+        connects, before C{connection_made}, to its loss).
+
+        @param connection: The connection.
+        """
+
 
 def address_key(address: Optional[IAddress], serial: int) -> Any:
     """
@@ -399,10 +407,15 @@ class FramedProtocol(Protocol):
     # Sending
 
     def _update_writable(self) -> None:
-        # writable is a plain attribute, read once per frame sent (a
-        # broadcast reads it for every recipient): kept up to date here at
-        # each change of what it depends on.
-        self.writable = not self._paused and not self._queue and self.connected_
+        # writable is a plain attribute, read once per frame sent: kept up
+        # to date here at each change of what it depends on, and each change
+        # reported to the sink (a pool keeps the set of connections that are
+        # not writable, so that a broadcast need not ask every connection).
+        writable = not self._paused and not self._queue and self.connected_
+        if writable != self.writable:
+            self.writable = writable
+            if self.sink is not None:
+                self.sink.writable_changed(self)
 
     @property
     def has_room(self) -> bool:
