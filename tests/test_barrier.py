@@ -16,7 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tsyncp_tx import barrier
 from tsyncp_tx.barrier import Barrier, Waiter
-from tsyncp_tx.errors import ConnectError, ConnectionClosed, TimeoutError
+from tsyncp_tx.errors import ConnectError, ConnectionClosed, DecodeError, TimeoutError
 
 from ._util import LOOPBACK, as_deferred, eventually, sleep
 from .test_channel import (
@@ -256,6 +256,26 @@ class BarrierTests(TestCase):
         await b.close()
         error = await self.assertFailure(waiting, ConnectionClosed)
         self.assertEqual(error.address, address)
+
+    @as_deferred
+    async def test_waiter_refuses_bad_release(self) -> None:
+        """
+        A barrier that sends anything but a release fails C{wait()} with
+        C{DecodeError} carrying its address; the next release still counts.
+        """
+        from twisted.internet.protocol import Factory, Protocol
+
+        class Sloppy(Protocol):
+            def connectionMade(self) -> None:
+                self.transport.write(bytes.fromhex("0105") + RELEASE_FRAME)  # type: ignore[union-attr]
+
+        port = global_reactor.listenTCP(0, Factory.forProtocol(Sloppy), interface="127.0.0.1")  # type: ignore[attr-defined]
+        self.addCleanup(port.stopListening)
+        address = ("127.0.0.1", port.getHost().port)
+        w = await self.waiter(address)
+        error = await self.assertFailure(w.wait(), DecodeError)
+        self.assertEqual(error.address, address)
+        self.assertIsNone(await w.wait())
 
     @as_deferred
     async def test_wait_timeout(self) -> None:
