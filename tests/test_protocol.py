@@ -303,6 +303,18 @@ class SendingTests(SynchronousTestCase):
         self.assertEqual(transport.value(), encode_frames(payloads))
         self.assertEqual(clock.getDelayedCalls(), [])
 
+    def test_replies_of_one_delivery_combined(self) -> None:
+        """
+        Over a transport that is not a socket (TLS, here a recording
+        transport), the frames written during one delivery reach it in one
+        C{write} when C{dataReceived} returns, no timer involved.
+        """
+        protocol, transport, sink, clock = connect(_Replier())
+        protocol.dataReceived(encode_frames([b"a", b"b", b"c"]))
+        self.assertEqual(len(transport.calls), 1)
+        self.assertEqual(transport.value(), encode_frames([b"re:a", b"re:b", b"re:c"]))
+        self.assertEqual(clock.getDelayedCalls(), [])
+
     def test_combined_frames_written_at_64k(self) -> None:
         """
         Combined small frames do not wait for the end of the turn once 64

@@ -431,7 +431,7 @@ class FramedProtocol(Protocol):
 
         Small frames sent during one reactor turn are combined into one
         transport write at the end of the turn (or once 64 KiB wait); the
-        first one sent during a delivery is written at once.
+        first one sent during a delivery goes to a socket transport at once.
 
         @param header: The frame's header.
         @param payload: The payload.
@@ -453,12 +453,13 @@ class FramedProtocol(Protocol):
                     self._write_out()
             elif _delivering:
                 # The first small frame written while received frames are
-                # delivered (a reply, a release) goes out at once rather than
-                # after the rest of the delivery's work; later ones are
-                # combined and written when the delivery ends.
+                # delivered (a reply, a release) goes to the socket at once
+                # rather than after the rest of the delivery's work; later
+                # ones are combined and written when the delivery ends.
                 self._out_scheduled = True
                 _held.append(self)
-                self._write_out(directly=True)
+                if self._direct is not None:
+                    self._write_out(directly=True)
             else:
                 self._out_scheduled = True
                 self._schedule(self._write_out_later)
