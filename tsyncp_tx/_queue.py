@@ -255,18 +255,16 @@ class ReceiveQueue:
             return fail(error)
         if self._end is not None and not self._count:
             return fail(self._end)
-        entry: Tuple[Deferred[Any], int]
-
-        def cancel(d: Deferred[Any]) -> None:
-            try:
-                self._waiters.remove(entry)
-            except ValueError:
-                pass
-
-        d: Deferred[Any] = Deferred(cancel)
-        entry = (d, mode)
-        self._waiters.append(entry)
+        d: Deferred[Any] = Deferred(self._withdraw)
+        self._waiters.append((d, mode))
         return d
+
+    def _withdraw(self, d: Deferred[Any]) -> None:
+        # A waiting get() was cancelled: forget it (nothing was taken for it).
+        for entry in self._waiters:
+            if entry[0] is d:
+                self._waiters.remove(entry)
+                return
 
     def get_nowait(self, mode: int = ITEM) -> Any:
         """
