@@ -943,6 +943,21 @@ class RetryTests(TestCase):
         self.assertIn("3 attempts", str(error))
 
     @as_deferred
+    async def test_retry_exhausted_reconnecting(self) -> None:
+        """
+        A C{reconnect=True} constructor whose first connection never comes
+        fails the same way: C{ConnectError} counting the C{n + 1}
+        attempts, and nothing left running.
+        """
+        port = free_port()
+        for retries in (0, 2):
+            error = await self.assertFailure(
+                channel.channel_to(port, reconnect=True, retry=(0.01, retries)), ConnectError
+            )
+            self.assertEqual(error.attempts, retries + 1)
+            self.assertIn(str(port), str(error))
+
+    @as_deferred
     async def test_callable_policy(self) -> None:
         """
         A callable policy is consulted with C{(attempt, failure)} after each

@@ -10,12 +10,13 @@ from typing import Any, List, Optional, Sequence, Tuple
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
-from zope.interface import implementer
+from zope.interface import directlyProvides, implementer
 from zope.interface.verify import verifyObject
 
 from tsyncp_tx.errors import ConnectionClosed, SendQueueFull
@@ -652,6 +653,78 @@ class ReadFlowControlTests(SynchronousTestCase):
         protocol.pause_reading()
         protocol.resume_reading()
         self.assertEqual(transport.producerState, "producing")
+
+
+class JoinTests(SynchronousTestCase):
+    """
+    A connection joins its sink when it is made, or over TLS when the
+    handshake completes; L{FramedProtocol.when_joined} reports which.
+    """
+
+    def tls_connection(self, sink: FakeSink) -> Tuple[FramedProtocol, StringTransport]:
+        protocol = FramedProtocol(sink, clock=Clock(), nodelay=False)
+        transport = StringTransport(peerAddress=PEER)
+        directlyProvides(transport, ISSLTransport)
+        protocol.makeConnection(transport)
+        return protocol, transport
+
+    def test_plain_joins_at_once(self) -> None:
+        """
+        Without TLS the sink hears of the connection when it is made.
+        """
+        protocol, _, sink, _ = connect()
+        self.assertEqual(sink.made, [protocol])
+        self.assertIs(self.successResultOf(protocol.when_joined()), protocol)
+
+    def test_tls_joins_after_handshake(self) -> None:
+        """
+        Over TLS the sink hears of the connection, and C{when_joined}
+        fires, only once the handshake has completed.
+        """
+        sink = FakeSink()
+        protocol, _ = self.tls_connection(sink)
+        joined = protocol.when_joined()
+        self.assertEqual(sink.made, [])
+        self.assertNoResult(joined)
+        protocol.handshakeCompleted()
+        self.assertEqual(sink.made, [protocol])
+        self.assertIs(self.successResultOf(joined), protocol)
+
+    def test_tls_handshake_failure(self) -> None:
+        """
+        A connection lost in its handshake never reaches the sink; it is
+        logged, and C{when_joined} fails with C{ConnectionClosed} carrying
+        the reason.
+        """
+        sink = FakeSink()
+        protocol, _ = self.tls_connection(sink)
+        joined = protocol.when_joined()
+        with capturedLogs() as events:
+            protocol.connectionLost(Failure(ConnectionLost("certificate verify failed")))
+        error = self.failureResultOf(joined, ConnectionClosed).value
+        self.assertIn("certificate verify failed", str(error))
+        self.assertEqual(error.address, protocol.address)
+        self.assertEqual((sink.made, sink.lost), ([], []))
+        self.assertTrue(any("TLS handshake" in (formatEvent(e) or "") for e in events))
+        self.failureResultOf(protocol.when_joined(), ConnectionClosed)
+
+    def test_refused_by_sink(self) -> None:
+        """
+        A connection its sink refuses is closed and C{when_joined} fails.
+        """
+        protocol, transport, sink, _ = connect(FakeSink(keep=False))
+        self.failureResultOf(protocol.when_joined(), ConnectionClosed)
+        self.assertTrue(transport.disconnecting)
+
+    def test_cancel_aborts(self) -> None:
+        """
+        Cancelling C{when_joined} during the handshake aborts the connection.
+        """
+        protocol, transport = self.tls_connection(FakeSink())
+        joined = protocol.when_joined()
+        joined.cancel()
+        self.failureResultOf(joined, CancelledError)
+        self.assertTrue(transport.disconnecting)
 
 
 class _Replier(FakeSink):

@@ -19,9 +19,10 @@ from twisted.trial import unittest
 
 from tsyncp_tx import barrier, broadcast, channel, mpsc
 from tsyncp_tx._standalone import listen_endpoint
-from tsyncp_tx.errors import ConnectionClosed, TimeoutError
+from tsyncp_tx.errors import ConnectError, ConnectionClosed, TimeoutError
 
 from ._util import as_deferred, eventually, sleep
+from .test_channel import capture_logs, connect_raw, logged
 
 try:
     from ._tls import CA, Files, escape
@@ -95,16 +96,51 @@ class ServerAuthenticationTests(_TLSCase):
     @as_deferred
     async def test_untrusted_ca(self) -> None:
         """
-        A client trusting another CA refuses the server: its receiver fails
-        with a certificate error and gets no item.
+        A client trusting another CA refuses the server: connecting fails
+        with a C{ConnectError} naming the certificate error, and the server
+        never counts it as a peer.
         """
         tx = self.track(await broadcast.sender_on(self.ssl()))
         port = tx.local_address[1]
-        rx = self.track(await broadcast.receiver_to(self.tls(port, trust=self.other_pki().ca_dir)))
-        await tx.send("secret")
-        with self.assertRaises(ConnectionClosed) as caught:
-            await rx.recv(timeout=10)
-        self.assertIn("certificate verify failed", str(caught.exception.reason))
+        with self.assertRaises(ConnectError) as caught:
+            await broadcast.receiver_to(self.tls(port, trust=self.other_pki().ca_dir))
+        self.assertIn("certificate verify failed", str(caught.exception))
+        self.assertEqual(await tx.send("secret"), 0)
+        self.assertEqual(tx.addresses, [])
+
+    @as_deferred
+    async def test_untrusted_ca_reconnecting_sender(self) -> None:
+        """
+        A C{reconnect=True} sender keeps retrying a server whose certificate
+        it refuses, logging why, and never counts it as its peer: its items
+        wait in its backlog.
+        """
+        rx = self.track(await mpsc.receiver_on(self.ssl()))
+        port = rx.local_address[1]
+        texts = capture_logs(self)
+        tx = self.track(
+            await mpsc.sender_to(self.tls(port, trust=self.other_pki().ca_dir), reconnect=True)
+        )
+        sending = tx.send("secret")
+        sending.addErrback(lambda _: None)  # fails when the sender closes
+        await eventually(
+            lambda: logged(texts, "TLS handshake", "failed", "certificate verify failed"), timeout=10
+        )
+        self.assertFalse(sending.called)
+        self.assertEqual(rx.addresses, [])
+
+    @as_deferred
+    async def test_close_ends_connections_in_handshake(self) -> None:
+        """
+        Closing a TLS listener also closes connections still in their
+        handshake (not peers yet), so nothing is left open.
+        """
+        rx = await mpsc.receiver_on(self.ssl())
+        stuck = await connect_raw(self, rx.local_address[1])  # never says hello
+        await sleep(0.05)
+        self.assertEqual(rx.addresses, [])
+        await rx.close()
+        await eventually(lambda: stuck.lost.called, timeout=10)
 
     @as_deferred
     async def test_hostname_mismatch(self) -> None:
@@ -114,11 +150,10 @@ class ServerAuthenticationTests(_TLSCase):
         cert, key = self.pki.server("elsewhere", dns_names=("other.example",))
         tx = self.track(await broadcast.sender_on(self.ssl(cert=cert, key=key)))
         port = tx.local_address[1]
-        rx = self.track(await broadcast.receiver_to(self.tls(port)))
-        await tx.send("secret")
-        with self.assertRaises(ConnectionClosed) as caught:
-            await rx.recv(timeout=10)
-        self.assertIn("DNSMismatch", str(caught.exception.reason))
+        with self.assertRaises(ConnectError) as caught:
+            await broadcast.receiver_to(self.tls(port))
+        self.assertIn("DNSMismatch", str(caught.exception))
+        self.assertEqual(await tx.send("secret"), 0)
 
     @as_deferred
     async def test_plain_tcp_client_gets_nothing_through(self) -> None:

@@ -15,6 +15,7 @@ from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet.defer import CancelledError, Deferred, DeferredList, fail, succeed
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IListeningPort, IStreamClientEndpoint
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -122,6 +123,12 @@ def _connect(
         d.addCallbacks(connected, failed)
 
     def connected(protocol: FramedProtocol) -> None:
+        # Over TLS, connected once the handshake has succeeded.
+        joining = protocol.when_joined()
+        state["current"] = joining
+        joining.addCallbacks(joined, failed)
+
+    def joined(protocol: FramedProtocol) -> None:
         state["current"] = None
         result.callback(protocol)
 
@@ -390,7 +397,12 @@ class ChannelCore:
             delay = policy(initial["attempts"], Failure(ConnectError(address, failed, Exception("refused"))))
             return 0.0 if delay is None else delay
 
-        service = ClientService(endpoint, self.pool.factory(), retryPolicy=service_policy, clock=self.reactor)
+        service = ClientService(
+            endpoint,
+            self.pool.factory(),
+            retryPolicy=service_policy,
+            clock=self.reactor,
+        )
         self._service = service
         service.startService()
 
@@ -404,12 +416,19 @@ class ChannelCore:
         d: Deferred[Any] = service.whenConnected(failAfterFailures=count_failures())
         self._connecting = d
 
-        def failed(failure: Failure) -> Failure:
-            service.stopService()
+        def failed(failure: Failure) -> Any:
             if failure.check(CancelledError):
+                service.stopService()
                 return failure
             error = failure.value if failure.value is not None else Exception("connection failed")
-            return Failure(ConnectError(address, initial["attempts"] + 1, error))
+            # ClientService consults the policy after every failed attempt,
+            # the last one included.
+            connect_error = Failure(ConnectError(address, max(1, initial["attempts"]), error))
+            # A connection that failed its TLS handshake fails whenConnected
+            # from inside ClientService's own state change, where stopping
+            # it would re-enter it: stop it on the next turn.
+            stopped = deferLater(self.reactor, 0, service.stopService)
+            return stopped.addCallback(lambda _: connect_error)
 
         d.addCallbacks(lambda _: self, failed)
         return self._cancel_closes(d)

@@ -5,6 +5,7 @@ L{StreamPool}: the live connections of one channel.
 from __future__ import annotations
 
 from typing import Any, Callable, Dict, Iterable, List, Optional, Set
+from weakref import WeakSet
 
 from twisted.internet.defer import Deferred, DeferredList, fail
 from twisted.internet.protocol import Factory
@@ -142,6 +143,15 @@ class StreamPool:
         #: Read-only.
         self.blocked: Set[FramedProtocol] = set()
         self._reading_paused = False
+        # Every protocol built, so that closing reaches those still in their
+        # TLS handshake (not members yet).
+        self._built: "WeakSet[FramedProtocol]" = WeakSet()
+
+    def _abort_joining(self) -> None:
+        # Connected but not members: in their TLS handshake (or refused).
+        for protocol in list(self._built):
+            if protocol.connected_ and self._connections.get(protocol.address) is not protocol:
+                protocol.abort()
 
     # Admission
 
@@ -152,7 +162,9 @@ class StreamPool:
 
         @return: The protocol.
         """
-        return FramedProtocol(self, **self._options)  # type: ignore[arg-type]
+        protocol = FramedProtocol(self, **self._options)  # type: ignore[arg-type]
+        self._built.add(protocol)
+        return protocol
 
     def factory(self) -> Factory:
         """
@@ -428,6 +440,7 @@ class StreamPool:
         """
         Drop every connection now, discarding unsent data.
         """
+        self._abort_joining()
         for connection in list(self._connections.values()):
             connection.abort()
 
@@ -437,6 +450,7 @@ class StreamPool:
 
         @return: A Deferred firing when all are closed.
         """
+        self._abort_joining()
         closing = [connection.close() for connection in list(self._connections.values())]
         d = DeferredList(closing, consumeErrors=True)
         return d.addCallback(lambda _: None)

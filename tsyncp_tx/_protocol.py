@@ -9,9 +9,9 @@ from typing import Any, Callable, Deque, List, Optional, Sequence
 
 from twisted.internet.abstract import FileDescriptor
 from twisted.internet.address import IPv4Address, IPv6Address
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IAddress, IPushProducer
+from twisted.internet.interfaces import IAddress, IHandshakeListener, IPushProducer, ISSLTransport
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -63,7 +63,7 @@ class IFrameSink(Interface):
 
     def connection_made(connection: "FramedProtocol") -> bool:
         """
-        A connection is up.
+        A connection is up (over TLS: its handshake has succeeded).
 
         @param connection: The new connection.
         @return: C{True} to keep it; C{False} to refuse it (the caller then
@@ -160,7 +160,7 @@ def _write_held() -> None:
         connection._write_out_later()
 
 
-@implementer(IPushProducer)
+@implementer(IPushProducer, IHandshakeListener)
 class FramedProtocol(Protocol):
     """
     One framed connection.
@@ -222,6 +222,10 @@ class FramedProtocol(Protocol):
         #: connected, not paused, and no frame waits in the queue.
         self.writable = False
         self.kept = False
+        # when_joined() callers, until the sink keeps the connection (None
+        # after) or it ends first (_join_failure).
+        self._join_waiters: Optional[List[Deferred[FramedProtocol]]] = []
+        self._join_failure: Optional[Failure] = None
         self._paused = False  # transport asked us to stop writing
         self._reading_paused = False
         self._queue: Deque[List[Any]] = deque()
@@ -264,11 +268,54 @@ class FramedProtocol(Protocol):
         self._large = False
         self._size_transport(self.read_size, self.send_limit)
         transport.registerProducer(self, True)  # type: ignore[attr-defined]
-        if self.sink is not None:
-            if self.sink.connection_made(self):
-                self.kept = True
+        # Over TLS the peer is not known to be who it should be until the
+        # handshake completes: it joins then (handshakeCompleted).
+        if not ISSLTransport.providedBy(transport):
+            self._join()
+
+    def handshakeCompleted(self) -> None:
+        """
+        The TLS handshake succeeded: the connection joins its sink.
+        """
+        if self.connected_ and self._join_waiters is not None and self._join_failure is None:
+            self._join()
+
+    def _join(self) -> None:
+        if self.sink is not None and not self.sink.connection_made(self):
+            refused = Exception("this channel refused the connection (see its log)")
+            self._settle_join(Failure(ConnectionClosed(self.address, refused)))
+            self._lose_connection()
+            return
+        self.kept = self.sink is not None
+        self._settle_join(None)
+
+    def _settle_join(self, failure: Optional[Failure]) -> None:
+        waiters, self._join_waiters = self._join_waiters or [], None
+        self._join_failure = failure
+        for d in waiters:
+            if failure is None:
+                d.callback(self)
             else:
-                self._lose_connection()
+                d.errback(failure)
+
+    def when_joined(self) -> Deferred["FramedProtocol"]:
+        """
+        Wait until the connection has joined its sink: at once for plain
+        connections, after the handshake over TLS.
+
+        @return: A Deferred firing with this protocol; failing with
+            L{ConnectionClosed} (whose C{reason} says why, e.g. a
+            certificate that failed verification) if the connection ended
+            or its sink refused it first.  Cancelling it aborts the
+            connection.
+        """
+        if self._join_waiters is None:
+            if self._join_failure is not None:
+                return fail(self._join_failure)
+            return succeed(self)
+        d: Deferred[FramedProtocol] = Deferred(lambda _: self.abort())
+        self._join_waiters.append(d)
+        return d
 
     def _size_transport(self, read_size: Optional[int], send_limit: Optional[int]) -> None:
         raw = self._raw
@@ -361,6 +408,13 @@ class FramedProtocol(Protocol):
         if self.kept:
             self.kept = False
             self.sink.connection_lost(self, reason)  # type: ignore[union-attr]
+        elif self._join_waiters is not None:  # ended in its TLS handshake
+            self.log.warn(
+                "TLS handshake with {peer} failed: {reason}",
+                peer=describe_address(self.address),
+                reason=reason.getErrorMessage(),
+            )
+            self._settle_join(Failure(error))
         waiters, self._close_waiters = self._close_waiters, []
         for d in waiters:
             d.callback(None)
