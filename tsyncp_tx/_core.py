@@ -397,12 +397,7 @@ class ChannelCore:
             delay = policy(initial["attempts"], Failure(ConnectError(address, failed, Exception("refused"))))
             return 0.0 if delay is None else delay
 
-        service = ClientService(
-            endpoint,
-            self.pool.factory(),
-            retryPolicy=service_policy,
-            clock=self.reactor,
-        )
+        service = ClientService(endpoint, self.pool.factory(), retryPolicy=service_policy, clock=self.reactor)
         self._service = service
         service.startService()
 

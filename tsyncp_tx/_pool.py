@@ -147,12 +147,6 @@ class StreamPool:
         # TLS handshake (not members yet).
         self._built: "WeakSet[FramedProtocol]" = WeakSet()
 
-    def _abort_joining(self) -> None:
-        # Connected but not members: in their TLS handshake (or refused).
-        for protocol in list(self._built):
-            if protocol.connected_ and self._connections.get(protocol.address) is not protocol:
-                protocol.abort()
-
     # Admission
 
     def build_protocol(self) -> FramedProtocol:
@@ -435,6 +429,12 @@ class StreamPool:
         self._reading_paused = False
         for connection in list(self._connections.values()):
             connection.resume_reading()
+
+    def _abort_joining(self) -> None:
+        # Connected but not members: in their TLS handshake (or refused).
+        for protocol in list(self._built):
+            if protocol.connected_ and self._connections.get(protocol.address) is not protocol:
+                protocol.abort()
 
     def abort(self) -> None:
         """

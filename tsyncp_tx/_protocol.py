@@ -277,7 +277,7 @@ class FramedProtocol(Protocol):
         """
         The TLS handshake succeeded: the connection joins its sink.
         """
-        if self.connected_ and self._join_waiters is not None and self._join_failure is None:
+        if self.connected_ and self._join_waiters is not None:  # not joined or failed yet
             self._join()
 
     def _join(self) -> None:
