@@ -178,6 +178,41 @@ class FramedProtocol(Protocol):
     @ivar sink: The owner, or C{None}.
     """
 
+    # Past 29 instance attributes CPython 3.11 gives up its compact
+    # per-class attribute layout and every self.x on the hot paths gets
+    # slower; slots keep them fast however many there are.
+    __slots__ = (
+        "sink",
+        "max_frame_length",
+        "decoder",
+        "nodelay",
+        "read_size",
+        "send_limit",
+        "send_high_water",
+        "serial",
+        "discarded",
+        "address",
+        "connected_",
+        "writable",
+        "kept",
+        "_join_waiters",
+        "_join_failure",
+        "_paused",
+        "_reading_paused",
+        "_queue",
+        "queued_bytes",
+        "_closed",
+        "_close_waiters",
+        "_closing",
+        "_clock",
+        "_out",
+        "_out_bytes",
+        "_out_scheduled",
+        "_raw",
+        "_direct",
+        "_large",
+    )
+
     log = Logger()
 
     def __init__(
