@@ -75,7 +75,7 @@ class Barrier(_Multi):
         if addresses is None:
             targets = pool.connections
         else:
-            targets = [c for c in (pool.get(a) for a in addresses) if c is not None]
+            targets = [c for c in map(pool.get, addresses) if c is not None]
         released = [c.address for c in targets]
         for address in released:
             self._waiting.pop(address, None)

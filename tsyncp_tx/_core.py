@@ -9,6 +9,7 @@ classes in L{tsyncp_tx._views} are thin views that expose parts of it.
 from __future__ import annotations
 
 from collections import deque
+from functools import partial
 from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple, Union
 
 from twisted.application.internet import ClientService, backoffPolicy
@@ -550,7 +551,7 @@ class ChannelCore:
             self._room_waiters
             or (peer is not None and peer.queued_bytes >= peer.send_high_water)
         ):
-            return self._wait_for_room(lambda: self.send_one(item, None, raw, False), timeout)
+            return self._wait_for_room(partial(self.send_one, item, None, raw, False), timeout)
         # The hot path: encode, look the header up, hand the frame over.
         if type(item) is bytes and (raw or self._bytes_as_is):
             payload = item
@@ -584,7 +585,7 @@ class ChannelCore:
         """
         peer = self.peer
         if self._room_waiters or (peer is not None and not peer.has_room):
-            return self._wait_for_room(lambda: self._send_many_now(items, raw), None)
+            return self._wait_for_room(partial(self._send_many_now, items, raw), None)
         return self._send_many_now(items, raw)
 
     def _send_many_now(self, items: Sequence[Any], raw: bool) -> Deferred[None]:
@@ -615,7 +616,7 @@ class ChannelCore:
             error2 = SendQueueFull(self.address, self._backlog_bytes, self.send_high_water)
             return fail(error2)
         self._backlog_bytes += size
-        return self._hold(self._backlog, lambda: self._write_to_peer(header, payload), size, timeout)
+        return self._hold(self._backlog, partial(self._write_to_peer, header, payload), size, timeout)
 
     def _write_to_peer(self, header: bytes, payload: bytes) -> Deferred[None]:
         peer = self.peer
@@ -675,20 +676,15 @@ class ChannelCore:
         if self.closed:
             return fail(ChannelClosed())
         if check_room and (self._room_waiters or (self.pool.blocked and self._some_queue_full())):
-            return self._wait_for_room(lambda: self.send_multi(item, to, where, None, raw, False), timeout)
+            return self._wait_for_room(partial(self.send_multi, item, to, where, None, raw, False), timeout)
         try:
             payload = self.encode(item, raw)
         except EncodeError as e:
             return fail(e)
-        targets: Optional[List[FramedProtocol]] = None
-        if to is not None:
-            get = self.pool.get
-            targets = [c for c in (get(a) for a in to) if c is not None]
-        if where is not None:
-            source = targets if targets is not None else self.pool.connections
-            targets = [c for c in source if where(c.address)]
         try:
-            d = self.pool.broadcast(payload, targets)
+            d = self.pool.broadcast(
+                payload, None if to is None and where is None else self._targets(to, where)
+            )
         except FrameTooLarge as e:
             return fail(e)
         if d.called:
@@ -696,6 +692,20 @@ class ChannelCore:
         if timeout is None:
             timeout = self.send_timeout
         return add_timeout(d, timeout, self.reactor, "send")
+
+    def _targets(
+        self, to: Optional[Sequence[Any]], where: Optional[Callable[[Any], bool]]
+    ) -> List[FramedProtocol]:
+        # Apart from send_multi: its comprehensions would make its
+        # variables closure cells, a cost on every send.
+        if to is not None:
+            get = self.pool.get
+            targets = [c for c in (get(a) for a in to) if c is not None]
+        else:
+            targets = self.pool.connections
+        if where is not None:
+            targets = [c for c in targets if where(c.address)]
+        return targets
 
     # Waiting for room
 

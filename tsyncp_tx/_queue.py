@@ -5,6 +5,7 @@ L{ReceiveQueue}: decoded-on-demand frames waiting for C{recv()} calls.
 from __future__ import annotations
 
 from collections import deque
+from functools import partial
 from typing import Any, AsyncIterator, Callable, Deque, List, Optional, Tuple
 
 from twisted.internet.defer import Deferred, fail
@@ -50,11 +51,13 @@ def add_timeout(d: Deferred[Any], timeout: Optional[float], clock: Any, operatio
     """
     if timeout is None or d.called:
         return d
+    return d.addTimeout(timeout, clock, onTimeoutCancel=partial(_timed_out, operation))
 
-    def timed_out(result: Any, timeout: float) -> Any:
-        raise TimeoutError(operation, timeout)
 
-    return d.addTimeout(timeout, clock, onTimeoutCancel=timed_out)
+def _timed_out(operation: str, result: Any, timeout: float) -> Any:
+    # A module function, not a closure: add_timeout runs on every send and
+    # recv that waits, most without a timeout.
+    raise TimeoutError(operation, timeout)
 
 
 class ReceiveQueue:
