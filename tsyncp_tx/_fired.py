@@ -11,7 +11,8 @@ tx.send(item)}.
 
 from __future__ import annotations
 
-from typing import Any, Generator, TypeVar
+from functools import partial
+from typing import Any, Callable, Generator, TypeVar
 
 from twisted.internet.defer import Deferred
 
@@ -84,12 +85,10 @@ class _FiredNone(_Fired):
 
 _new = object.__new__
 
-
-def fired_none() -> Deferred[None]:
-    """
-    @return: A Deferred that has already fired with C{None}.
-    """
-    return _new(_FiredNone)  # type: ignore[no-any-return]
+#: C{fired_none()} returns a Deferred that has already fired with C{None}.
+#: A C{partial} rather than a function: calling it runs no Python frame, a
+#: saving on every send the transport takes at once.
+fired_none: Callable[[], Deferred[None]] = partial(_new, _FiredNone)
 
 
 def fired(result: _T) -> Deferred[_T]:

@@ -535,10 +535,18 @@ class FramedProtocol(Protocol):
             return self._enqueue(header, payload, joined)
         length = len(payload)
         if length < _JOIN_BELOW:
-            self._out.append(joined if joined is not None else header + payload)
-            self._out_bytes += length
+            out = self._out
+            if joined is None:
+                # Two appends cost less than building header + payload,
+                # and _write_out joins them anyway.
+                out.append(header)
+                out.append(payload)
+            else:
+                out.append(joined)
+            length += self._out_bytes
+            self._out_bytes = length
             if self._out_scheduled:
-                if self._out_bytes >= _COMBINE_LIMIT:
+                if length >= _COMBINE_LIMIT:
                     self._write_out()
             elif _delivering:
                 # The first small frame written while received frames are
