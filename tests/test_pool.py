@@ -479,6 +479,149 @@ class BroadcastFramesOnceTests(SynchronousTestCase):
             self.assertEqual(FrameDecoder().feed(t.value()), [b"small", large])
 
 
+def _pool_of(n: int, **options: Any) -> Tuple[StreamPool, List["_Recording"], Clock]:
+    """
+    A pool with C{n} connections over recording transports and its own
+    clock (the end of a reactor turn is C{clock.advance(0)}).
+    """
+    clock = Clock()
+    pool = StreamPool(deliver=lambda frames, connection: None, clock=clock, nodelay=False, **options)
+    transports = [_join(pool, i) for i in range(n)]
+    return pool, transports, clock
+
+
+def _join(pool: StreamPool, i: int) -> "_Recording":
+    protocol = pool.build_protocol()
+    transport = _Recording(peerAddress=IPv4Address("TCP", "127.0.0.1", 50000 + i))
+    protocol.makeConnection(transport)
+    return transport
+
+
+def _frames(transport: StringTransport) -> List[bytes]:
+    return FrameDecoder().feed(transport.value())
+
+
+class CombinedBroadcastTests(SynchronousTestCase):
+    """
+    Small frames broadcast to every connection during a reactor turn are
+    combined once for all of them, and still reach each connection in the
+    order it was sent them, whatever else happens during the turn.
+    """
+
+    def test_one_write_per_turn(self) -> None:
+        """
+        A turn's broadcasts reach each transport as one write, the same
+        object for every connection, once the turn ends.
+        """
+        pool, transports, clock = _pool_of(3)
+        for i in range(5):
+            self.assertEqual(self.successResultOf(pool.broadcast(b"%d" % i)), 3)
+        self.assertEqual([t.calls for t in transports], [[], [], []])
+        clock.advance(0)
+        self.assertEqual([len(t.calls) for t in transports], [1, 1, 1])
+        for t in transports:
+            self.assertIs(t.calls[0][1], transports[0].calls[0][1])
+            self.assertEqual(_frames(t), [b"0", b"1", b"2", b"3", b"4"])
+
+    def test_limit_hands_over_within_the_turn(self) -> None:
+        """
+        Once 64 KiB of payloads are combined they are handed over without
+        waiting for the end of the turn.
+        """
+        pool, transports, clock = _pool_of(2)
+        payload = b"p" * 10_000
+        for _ in range(7):
+            pool.broadcast(payload)
+        for t in transports:
+            self.assertEqual(_frames(t), [payload] * 7)
+        pool.broadcast(b"last")
+        clock.advance(0)
+        for t in transports:
+            self.assertEqual(_frames(t), [payload] * 7 + [b"last"])
+
+    def test_send_to_some_keeps_order(self) -> None:
+        """
+        A frame sent to some connections in the middle of a turn's
+        broadcasts takes its place between them.
+        """
+        pool, transports, clock = _pool_of(3)
+        first = pool.connections[0]
+        pool.broadcast(b"a")
+        pool.broadcast(b"b", [first])
+        pool.broadcast(b"c")
+        clock.advance(0)
+        self.assertEqual(_frames(transports[0]), [b"a", b"b", b"c"])
+        self.assertEqual(_frames(transports[1]), [b"a", b"c"])
+        self.assertEqual(_frames(transports[2]), [b"a", b"c"])
+
+    def test_joiner_gets_only_later_frames(self) -> None:
+        """
+        A connection that joins during a turn gets only the frames
+        broadcast after it joined.
+        """
+        pool, transports, clock = _pool_of(2)
+        pool.broadcast(b"before")
+        late = _join(pool, 9)
+        self.assertEqual(self.successResultOf(pool.broadcast(b"after")), 3)
+        clock.advance(0)
+        self.assertEqual(_frames(late), [b"after"])
+        for t in transports:
+            self.assertEqual(_frames(t), [b"before", b"after"])
+
+    def test_paused_during_the_turn(self) -> None:
+        """
+        A connection whose transport pushes back during the turn gets the
+        combined frames first and its queued frames after them.
+        """
+        pool, transports, clock = _pool_of(2)
+        slow = pool.connections[0]
+        pool.broadcast(b"a")
+        slow.pauseProducing()
+        waiting = pool.broadcast(b"b")  # queued for the paused connection
+        self.assertNoResult(waiting)
+        clock.advance(0)
+        self.assertEqual(_frames(transports[0]), [b"a"])
+        slow.resumeProducing()
+        self.assertEqual(self.successResultOf(waiting), 2)
+        clock.advance(0)
+        for t in transports:
+            self.assertEqual(_frames(t), [b"a", b"b"])
+
+    def test_close_delivers(self) -> None:
+        """
+        Closing the pool, or one connection, right after broadcasting
+        writes the frames before the connections close.
+        """
+        pool, transports, clock = _pool_of(2)
+        pool.broadcast(b"a")
+        pool.connections[1].close()
+        self.assertEqual(_frames(transports[1]), [b"a"])
+        self.assertTrue(transports[1].disconnecting)
+        pool.broadcast(b"b", [pool.connections[0]])
+        pool.broadcast(b"c")
+        pool.close()
+        self.assertEqual(_frames(transports[0]), [b"a", b"b", b"c"])
+        self.assertTrue(transports[0].disconnecting)
+
+    def test_lost_or_removed_during_the_turn(self) -> None:
+        """
+        A connection lost during the turn gets nothing more and the others
+        their frames; one removed from the pool gets the frames broadcast
+        while it was a member.
+        """
+        pool, transports, clock = _pool_of(3)
+        lost, removed = pool.connections[0], pool.connections[1]
+        pool.broadcast(b"a")
+        lost.connectionLost(Failure(ConnectionDone()))
+        pool.broadcast(b"b")
+        pool.remove(removed)
+        self.assertEqual(self.successResultOf(pool.broadcast(b"c")), 1)
+        clock.advance(0)
+        self.assertEqual(transports[0].value(), b"")
+        self.assertEqual(_frames(transports[1]), [b"a", b"b"])
+        self.assertEqual(_frames(transports[2]), [b"a", b"b", b"c"])
+
+
 class BlockedSetTests(SynchronousTestCase):
     """
     L{StreamPool.blocked} is exactly the set of member connections that are
@@ -491,7 +634,19 @@ class BlockedSetTests(SynchronousTestCase):
         st.lists(
             st.tuples(
                 st.sampled_from(
-                    ["join", "pause", "resume", "broadcast", "large", "cancel", "lose", "remove", "rejoin"]
+                    [
+                        "join",
+                        "pause",
+                        "resume",
+                        "broadcast",
+                        "large",
+                        "to_one",
+                        "cancel",
+                        "lose",
+                        "remove",
+                        "rejoin",
+                        "turn",
+                    ]
                 ),
                 st.integers(0, 3),
             ),
@@ -501,8 +656,9 @@ class BlockedSetTests(SynchronousTestCase):
     def test_matches_writable(self, steps: List[Tuple[str, int]]) -> None:
         """
         After any sequence of joins, transport pauses and resumes,
-        broadcasts, queued frames and their cancellation, losses, removals
-        and returns, C{blocked} holds the members that are not writable, and
+        broadcasts (to all or to one), queued frames and their cancellation,
+        losses, removals and returns, within one reactor turn or across
+        several, C{blocked} holds the members that are not writable, and
         every member got the frames of the broadcasts it was a member for,
         in order.
         """
@@ -536,11 +692,12 @@ class BlockedSetTests(SynchronousTestCase):
                 protocol.pauseProducing()
             elif op == "resume":
                 protocol.resumeProducing()
-            elif op in ("broadcast", "large"):
+            elif op in ("broadcast", "large", "to_one"):
                 serial += 1
                 payload = b"%d:" % serial + (b"L" * 20_000 if op == "large" else b"s")
-                members = [protocols.index(c) for c in pool.connections]
-                d = pool.broadcast(payload)
+                targets = [protocol] if op == "to_one" and protocol in pool.connections else None
+                members = [protocols.index(c) for c in targets or pool.connections]
+                d = pool.broadcast(payload, targets)
                 d.addErrback(lambda f: None)
                 waiting.append(d)
                 for m in members:
@@ -553,7 +710,8 @@ class BlockedSetTests(SynchronousTestCase):
                 pool.remove(protocol)
             elif op == "rejoin" and protocol.connected_ and protocol not in pool.connections:
                 pool.add(protocol)
-            clock.advance(0)
+            elif op == "turn":
+                clock.advance(0)
             self.assertEqual(pool.blocked, {c for c in pool.connections if not c.writable})
         # Everything still queued goes out once the transports take it.
         for protocol in protocols:

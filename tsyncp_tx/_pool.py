@@ -16,7 +16,8 @@ from zope.interface import implementer
 from ._errors import ConnectionClosed, SendQueueFull, describe_address
 from ._fired import fired
 from ._framing import MAX_FRAME_LENGTH, encode_header
-from ._protocol import _JOIN_BELOW, DEFAULT_SEND_HIGH_WATER, FramedProtocol, IFrameSink
+from . import _protocol
+from ._protocol import _COMBINE_LIMIT, _JOIN_BELOW, DEFAULT_SEND_HIGH_WATER, FramedProtocol, IFrameSink
 
 Address = Any
 FramesCallback = Callable[[List[bytes], FramedProtocol], None]
@@ -146,6 +147,14 @@ class StreamPool:
         # Every protocol built, so that closing reaches those still in their
         # TLS handshake (not members yet).
         self._built: "WeakSet[FramedProtocol]" = WeakSet()
+        # Small frames broadcast to every connection during a reactor turn,
+        # combined once for all of them rather than once per connection;
+        # handed over at the end of the turn, at _COMBINE_LIMIT bytes, or
+        # before anything else is written to a connection.
+        self._combined: List[bytes] = []
+        self._combined_bytes = 0
+        self._combined_scheduled = False
+        self._clock = clock
 
     # Admission
 
@@ -199,6 +208,8 @@ class StreamPool:
                     peer=describe_address(address),
                 )
                 return False
+        # Frames broadcast before it joined are not for it.
+        self._hand_over_combined()
         self._connections[address] = connection
         if not connection.writable:
             self.blocked.add(connection)
@@ -216,6 +227,8 @@ class StreamPool:
         @param connection: A member of the pool.
         """
         if self._connections.get(connection.address) is connection:
+            # It gets the frames broadcast while it was a member.
+            self._hand_over_combined()
             del self._connections[connection.address]
         self.blocked.discard(connection)
 
@@ -353,6 +366,17 @@ class StreamPool:
         if connections is None:
             targets: Any = self._connections.values()
             all_writable = not self.blocked
+            if all_writable and joined is not None and not _protocol._delivering:
+                # Combined once for every connection.  (During a delivery
+                # each connection's first frame goes out at once instead.)
+                combined = self._combined
+                if not combined:
+                    self._start_combining()
+                combined.append(joined)
+                self._combined_bytes += length
+                if self._combined_bytes >= _COMBINE_LIMIT:
+                    self._hand_over_combined()
+                return fired(len(targets))
         else:
             targets = list(connections)
             all_writable = all(connection.writable for connection in targets)
@@ -436,11 +460,47 @@ class StreamPool:
             if protocol.connected_ and self._connections.get(protocol.address) is not protocol:
                 protocol.abort()
 
+    def _start_combining(self) -> None:
+        hand_over = self._hand_over_combined
+        for connection in self._connections.values():
+            connection.before_write = hand_over
+        if not self._combined_scheduled:
+            self._combined_scheduled = True
+            clock = self._clock
+            if clock is None:
+                from twisted.internet import reactor as clock
+                self._clock = clock
+            clock.callLater(0, self._end_of_turn)
+
+    def _end_of_turn(self) -> None:
+        self._combined_scheduled = False
+        self._hand_over_combined(directly=True)
+
+    def _hand_over_combined(self, directly: bool = False) -> None:
+        """
+        Give every connection the frames combined for all of them.
+
+        @param directly: It is the end of the reactor turn (see
+            L{FramedProtocol.write_combined}).
+        """
+        combined = self._combined
+        if not combined:
+            return
+        data = combined[0] if len(combined) == 1 else b"".join(combined)
+        size = self._combined_bytes
+        combined.clear()
+        self._combined_bytes = 0
+        for connection in list(self._connections.values()):
+            connection.before_write = None
+            connection.write_combined(data, size, directly)
+
     def abort(self) -> None:
         """
         Drop every connection now, discarding unsent data.
         """
         self._abort_joining()
+        self._combined.clear()
+        self._combined_bytes = 0
         for connection in list(self._connections.values()):
             connection.abort()
 

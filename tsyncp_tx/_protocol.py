@@ -176,6 +176,10 @@ class FramedProtocol(Protocol):
 
     @ivar address: The peer's address (see L{address_key}).
     @ivar sink: The owner, or C{None}.
+    @ivar before_write: Called, when set, before this connection writes,
+        queues or closes anything: its pool holds frames combined for all
+        its connections (see L{StreamPool.broadcast}) and hands them over
+        (L{write_combined}) so that they keep their place.
     """
 
     # Past 29 instance attributes CPython 3.11 gives up its compact
@@ -211,6 +215,7 @@ class FramedProtocol(Protocol):
         "_raw",
         "_direct",
         "_large",
+        "before_write",
     )
 
     log = Logger()
@@ -278,6 +283,7 @@ class FramedProtocol(Protocol):
         # directly (see _write_out).
         self._direct: Any = None
         self._large = False  # switched to large reads and writes
+        self.before_write: Optional[Callable[[], None]] = None
 
     # Connection life
 
@@ -434,6 +440,7 @@ class FramedProtocol(Protocol):
         )
         self._out.clear()
         self._out_bytes = 0
+        self.before_write = None
         queue, self._queue = self._queue, deque()
         self.queued_bytes = 0
         for entry in queue:
@@ -472,7 +479,11 @@ class FramedProtocol(Protocol):
             d.callback(None)
             return d
         self._close_waiters.append(d)
+        if self._closing:
+            return d  # already flushing or closing
         self._closing = True
+        if self.before_write is not None:
+            self.before_write()
         if not self._queue:
             self._lose_connection()
         return d
@@ -531,6 +542,8 @@ class FramedProtocol(Protocol):
             the connection ends first, with L{SendQueueFull} at once if the
             queue is full).  Cancelling it removes the unsent frame.
         """
+        if self.before_write is not None:
+            self.before_write()
         if not self.writable:
             return self._enqueue(header, payload, joined)
         length = len(payload)
@@ -567,6 +580,23 @@ class FramedProtocol(Protocol):
                 self._large_frames()
             self.transport.writeSequence((header, payload))  # type: ignore[union-attr]
         return None
+
+    def write_combined(self, data: bytes, size: int, directly: bool) -> None:
+        """
+        Take frames that were accepted for this connection while it was
+        writable, framed and joined: what a broadcast combined for every
+        connection of the pool during a reactor turn.
+
+        @param data: The frames.
+        @param size: Their payload bytes.
+        @param directly: This is the end of the turn: send them on the
+            socket at once when nothing is waiting (see L{_write_out}).
+        """
+        if not self.connected_:
+            return  # lost meanwhile, as its own combined frames would be
+        self._out.append(data)
+        self._out_bytes += size
+        self._write_out(directly)
 
     def _schedule(self, f: Callable[[], None]) -> None:
         clock = self._clock
@@ -671,6 +701,8 @@ class FramedProtocol(Protocol):
             nothing is sent.
         """
         parts = frame_parts(payloads, self.max_frame_length)
+        if self.before_write is not None:
+            self.before_write()
         if self.writable:
             if self._out:
                 self._write_out()
