@@ -548,14 +548,7 @@ class FramedProtocol(Protocol):
             return self._enqueue(header, payload, joined)
         length = len(payload)
         if length < _JOIN_BELOW:
-            out = self._out
-            if joined is None:
-                # Two appends cost less than building header + payload,
-                # and _write_out joins them anyway.
-                out.append(header)
-                out.append(payload)
-            else:
-                out.append(joined)
+            self._out.append(joined if joined is not None else header + payload)
             length += self._out_bytes
             self._out_bytes = length
             if self._out_scheduled:
