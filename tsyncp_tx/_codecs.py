@@ -67,8 +67,10 @@ def _orjson_safe(obj: Any) -> bool:
     """
     Whether orjson writes exactly the bytes the stdlib encoder writes for
     C{obj}: plain JSON types only (orjson also serialises dataclasses,
-    datetimes, UUIDs... which the stdlib refuses), 64-bit integers, finite
-    floats spelled the same way (orjson writes 1e-05 as 0.00001).
+    datetimes, UUIDs... which the stdlib refuses) and finite floats spelled
+    the same way (orjson writes 1e-05 as 0.00001).  Integers beyond 64 bits
+    are not looked for: orjson refuses them with a C{TypeError}, and the
+    encoder then takes the stdlib path.
     """
     kind = type(obj)
     if kind is dict:
@@ -77,10 +79,8 @@ def _orjson_safe(obj: Any) -> bool:
         values: Any = obj.values()
     elif kind is list or kind is tuple:
         values = obj
-    elif kind is str or kind is bool or obj is None:
+    elif kind is str or kind is int or kind is bool or obj is None:
         return True
-    elif kind is int:
-        return -0x8000000000000000 <= obj <= 0xFFFFFFFFFFFFFFFF  # type: ignore[no-any-return]
     elif kind is float:
         return obj == 0.0 or 1e-4 <= abs(obj) < _INF  # type: ignore[no-any-return]
     else:
@@ -88,12 +88,9 @@ def _orjson_safe(obj: Any) -> bool:
     for value in values:
         # Strings and integers, the commonest values, without a call.
         kind = type(value)
-        if kind is str:
+        if kind is str or kind is int:
             continue
-        if kind is int:
-            if not -0x8000000000000000 <= value <= 0xFFFFFFFFFFFFFFFF:
-                return False
-        elif not _orjson_safe(value):
+        if not _orjson_safe(value):
             return False
     return True
 
