@@ -17,7 +17,14 @@ from ._errors import ConnectionClosed, SendQueueFull, describe_address
 from ._fired import fired
 from ._framing import MAX_FRAME_LENGTH, encode_header
 from . import _protocol
-from ._protocol import _COMBINE_LIMIT, _JOIN_BELOW, DEFAULT_SEND_HIGH_WATER, FramedProtocol, IFrameSink
+from ._protocol import (
+    _COMBINE_LIMIT,
+    _JOIN_BELOW,
+    DEFAULT_SEND_HIGH_WATER,
+    FramedProtocol,
+    IFrameSink,
+    at_end_of_turn,
+)
 
 Address = Any
 FramesCallback = Callable[[List[bytes], FramedProtocol], None]
@@ -466,11 +473,7 @@ class StreamPool:
             connection.before_write = hand_over
         if not self._combined_scheduled:
             self._combined_scheduled = True
-            clock = self._clock
-            if clock is None:
-                from twisted.internet import reactor as clock
-                self._clock = clock
-            clock.callLater(0, self._end_of_turn)
+            self._clock = at_end_of_turn(self._clock, self._end_of_turn)
 
     def _end_of_turn(self) -> None:
         self._combined_scheduled = False

@@ -149,6 +149,21 @@ def _writes_directly(transport: Any) -> bool:
 # Small frames written while received frames are being delivered (replies,
 # releases, relayed items) are written when the outermost dataReceived
 # returns, rather than a reactor turn later.
+def at_end_of_turn(clock: Any, f: Callable[[], None]) -> Any:
+    """
+    Call C{f} once the current reactor turn ends.
+
+    @param clock: The reactor, or C{None} for the global one (looked up now,
+        not at import).
+    @param f: What to call.
+    @return: The reactor used, for the caller to keep.
+    """
+    if clock is None:
+        from twisted.internet import reactor as clock
+    clock.callLater(0, f)
+    return clock
+
+
 _delivering = 0
 _held: List["FramedProtocol"] = []
 
@@ -565,7 +580,7 @@ class FramedProtocol(Protocol):
                     self._write_out(directly=True)
             else:
                 self._out_scheduled = True
-                self._schedule(self._write_out_later)
+                self._clock = at_end_of_turn(self._clock, self._write_out_later)
         else:
             if self._out:
                 self._write_out()
@@ -590,13 +605,6 @@ class FramedProtocol(Protocol):
         self._out.append(data)
         self._out_bytes += size
         self._write_out(directly)
-
-    def _schedule(self, f: Callable[[], None]) -> None:
-        clock = self._clock
-        if clock is None:
-            from twisted.internet import reactor as clock
-            self._clock = clock
-        clock.callLater(0, f)
 
     def _write_out_later(self) -> None:
         self._out_scheduled = False
