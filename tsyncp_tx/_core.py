@@ -699,8 +699,7 @@ class ChannelCore:
         # Apart from send_multi: its comprehensions would make its
         # variables closure cells, a cost on every send.
         if to is not None:
-            get = self.pool.get
-            targets = [c for c in (get(a) for a in to) if c is not None]
+            targets = [c for c in map(self.pool.get, to) if c is not None]
         else:
             targets = self.pool.connections
         if where is not None:

@@ -490,12 +490,11 @@ class StreamPool:
         if not combined:
             return
         data = combined[0] if len(combined) == 1 else b"".join(combined)
-        size = self._combined_bytes
         combined.clear()
         self._combined_bytes = 0
         for connection in list(self._connections.values()):
             connection.before_write = None
-            connection.write_combined(data, size, directly)
+            connection.write_combined(data, directly)
 
     def abort(self) -> None:
         """

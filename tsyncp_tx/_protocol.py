@@ -146,9 +146,6 @@ def _writes_directly(transport: Any) -> bool:
     )
 
 
-# Small frames written while received frames are being delivered (replies,
-# releases, relayed items) are written when the outermost dataReceived
-# returns, rather than a reactor turn later.
 def at_end_of_turn(clock: Any, f: Callable[[], None]) -> Any:
     """
     Call C{f} once the current reactor turn ends.
@@ -164,6 +161,9 @@ def at_end_of_turn(clock: Any, f: Callable[[], None]) -> Any:
     return clock
 
 
+# Small frames written while received frames are being delivered (replies,
+# releases, relayed items) are written when the outermost dataReceived
+# returns, rather than a reactor turn later.
 _delivering = 0
 _held: List["FramedProtocol"] = []
 
@@ -589,21 +589,20 @@ class FramedProtocol(Protocol):
             self.transport.writeSequence((header, payload))  # type: ignore[union-attr]
         return None
 
-    def write_combined(self, data: bytes, size: int, directly: bool) -> None:
+    def write_combined(self, data: bytes, directly: bool) -> None:
         """
         Take frames that were accepted for this connection while it was
         writable, framed and joined: what a broadcast combined for every
-        connection of the pool during a reactor turn.
+        connection of the pool during a reactor turn.  They are written at
+        once, behind this connection's own combined frames.
 
         @param data: The frames.
-        @param size: Their payload bytes.
         @param directly: This is the end of the turn: send them on the
             socket at once when nothing is waiting (see L{_write_out}).
         """
         if not self.connected_:
             return  # lost meanwhile, as its own combined frames would be
         self._out.append(data)
-        self._out_bytes += size
         self._write_out(directly)
 
     def _write_out_later(self) -> None:
