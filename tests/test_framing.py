@@ -419,6 +419,29 @@ class DecoderTests(SynchronousTestCase):
         self.assertEqual(decoder.feed(b"de\x00"), [b"de", b""])
         self.assertEqual(decoder.buffered, 0)
 
+    def test_frame_across_reads_is_bytes(self) -> None:
+        """
+        A frame spread over several reads, ending inside a later read that
+        also holds the next frames, comes out as C{bytes} (the decoder
+        joins views of the reads), exactly its payload, and the frames
+        after it follow; C{buffered} and C{needed} count the incomplete
+        frame's header and payload throughout.
+        """
+        payload = bytes(range(256)) * 40  # 10,240 bytes: a 2-byte header
+        stream = encode_frame(payload) + encode_frame(b"next") + encode_frame(b"x" * 300)[:5]
+        decoder = FrameDecoder()
+        self.assertEqual(decoder.feed(stream[:100]), [])
+        self.assertEqual((decoder.buffered, decoder.needed), (100, 10242 - 100))
+        self.assertEqual(decoder.feed(stream[100:5000]), [])
+        self.assertEqual((decoder.buffered, decoder.needed), (5000, 10242 - 5000))
+        frames = decoder.feed(stream[5000:])
+        self.assertEqual(frames, [payload, b"next"])
+        self.assertEqual([type(f) for f in frames], [bytes, bytes])
+        self.assertEqual((decoder.buffered, decoder.needed), (5, 302 - 5))
+        [last] = decoder.feed(b"x" * 297)
+        self.assertIs(type(last), bytes)
+        self.assertEqual(last, b"x" * 300)
+
     def test_partial_multibyte_header(self) -> None:
         """
         A multi-byte header split across calls is reassembled.

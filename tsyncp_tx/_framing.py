@@ -15,7 +15,7 @@ header, minimal or not.
 
 from __future__ import annotations
 
-from typing import Iterable, List, Optional
+from typing import Any, Iterable, List, Optional
 
 MAX_FRAME_LENGTH = 8 * 1024 * 1024
 
@@ -151,22 +151,24 @@ class FrameDecoder:
     """
     Incremental frame decoder: feed it bytes as they arrive, get payloads.
 
-    It keeps at most one incomplete frame (header and payload bytes so far)
-    between calls, so it never buffers more than C{max_frame_length} + 4
-    bytes.  The chunks of an incomplete frame are collected and joined once
-    the frame is complete, so a large frame costs one copy, not one per
-    chunk.
+    Between calls it keeps at most one incomplete frame: the bytes of a
+    header still incomplete, or the payload bytes received so far as views
+    of the reads they arrived in (so it never holds more than
+    C{max_frame_length} + 4 bytes of frames, plus the unused rest of the
+    reads those views point into).  A frame spread over several reads is
+    joined once, straight from those views: it costs one copy of its
+    payload, not one per read.
 
     @ivar max_frame_length: The largest payload length accepted.
-    @ivar buffered: The number of bytes held for an incomplete frame
-        (read-only).
+    @ivar buffered: The number of bytes held for an incomplete frame,
+        header included (read-only).
     @ivar failed: The error that made this decoder unusable, or C{None}
         (read-only).
     """
 
     # buffered and failed are plain attributes, not properties: the
     # protocol reads both after every read.
-    __slots__ = ("max_frame_length", "_parts", "buffered", "_need", "failed")
+    __slots__ = ("max_frame_length", "_parts", "buffered", "_need", "_in_body", "failed")
 
     def __init__(self, max_frame_length: int = MAX_FRAME_LENGTH) -> None:
         """
@@ -176,9 +178,12 @@ class FrameDecoder:
         if max_frame_length < 0:
             raise ValueError(f"negative max_frame_length: {max_frame_length}")
         self.max_frame_length = max_frame_length
-        self._parts: List[bytes] = []  # chunks of the incomplete frame
-        self.buffered = 0  # their total length
-        self._need = 0  # bytes needed before parsing can progress
+        # The incomplete frame: its payload so far when _in_body (its header
+        # was complete), else the start of its header.
+        self._parts: List[Any] = []
+        self._in_body = False
+        self.buffered = 0  # bytes of the incomplete frame so far, header included
+        self._need = 0  # the incomplete frame's size (or its header's)
         self.failed: Optional[FramingError] = None
 
     @property
@@ -187,7 +192,7 @@ class FrameDecoder:
         How many more bytes the incomplete frame needs before it can be
         decoded (0 when nothing is held).  Readers use it to size reads.
         """
-        return max(0, self._need - self.buffered) if self.buffered else 0
+        return self._need - self.buffered if self.buffered else 0
 
     def feed(self, data: bytes) -> List[bytes]:
         """
@@ -203,18 +208,30 @@ class FrameDecoder:
         """
         if self.failed is not None:
             raise self.failed
+        frames: List[bytes] = []
+        pos = 0
         if self.buffered:
-            self._parts.append(data)
-            self.buffered += len(data)
-            if self.buffered < self._need:
-                return []
-            data = b"".join(self._parts)
+            missing = self._need - self.buffered
+            parts = self._parts
+            if len(data) < missing:
+                parts.append(data)
+                self.buffered += len(data)
+                return frames
+            if self._in_body:
+                # The frame's last piece, viewed in place: the join below is
+                # the payload's only copy.
+                parts.append(memoryview(data)[:missing] if len(data) > missing else data)
+                frames.append(b"".join(parts))
+                pos = missing
+            else:
+                # A header split between reads (at most 3 bytes held).
+                parts.append(data)
+                data = b"".join(parts)
             self._parts = []
             self.buffered = 0
-        frames: List[bytes] = []
+            self._in_body = False
         append = frames.append
         end = len(data)
-        pos = 0
         limit = self.max_frame_length
         # One pass over one buffer; the common 1-byte header is tested first.
         while pos < end:
@@ -238,8 +255,6 @@ class FrameDecoder:
                     break
                 length = int.from_bytes(data[pos:start], "big") & 0x1FFFFFFF
             if length > limit:
-                self._parts = []
-                self.buffered = 0
                 self.failed = FrameTooLarge(length, limit)
                 if frames:
                     # Deliver the good frames ahead of the bad header; the
@@ -248,16 +263,19 @@ class FrameDecoder:
                 raise self.failed
             stop = start + length
             if stop > end:
-                break
+                # The payload so far, viewed in place (see the join above).
+                self._parts = [memoryview(data)[start:]]
+                self._in_body = True
+                self.buffered = end - pos
+                self._need = stop - pos
+                return frames
             append(data[start:stop])
             pos = stop
         if pos < end:
-            rest = data[pos:] if pos else data
-            self._parts = [rest]
-            self.buffered = len(rest)
-            # An incomplete header needs its own length; a complete one,
-            # the whole frame.
-            self._need = (start - pos) if start > end else (stop - pos)
+            # An incomplete header: keep its bytes until the rest arrives.
+            self._parts = [data[pos:]]
+            self.buffered = end - pos
+            self._need = start - pos
         return frames
 
     def check_end(self) -> None:
