@@ -442,6 +442,25 @@ class DecoderTests(SynchronousTestCase):
         self.assertIs(type(last), bytes)
         self.assertEqual(last, b"x" * 300)
 
+    def test_reused_buffer(self) -> None:
+        """
+        A caller may feed a C{bytearray} and reuse it at once (clear it,
+        overwrite it): the decoder keeps nothing that points into it, and
+        every payload is C{bytes}.
+        """
+        payloads = [b"a" * 300, b"", b"b" * 5, bytes(range(256)) * 20]
+        stream = b"".join(encode_frame(p) for p in payloads)
+        decoder = FrameDecoder()
+        buffer = bytearray()
+        received = []
+        for start in range(0, len(stream), 7):
+            buffer[:] = stream[start : start + 7]
+            received.extend(decoder.feed(buffer))
+            buffer.clear()  # raises BufferError if the decoder holds a view
+            buffer.extend(b"\xff" * 7)
+        self.assertEqual(received, payloads)
+        self.assertEqual({type(p) for p in received}, {bytes})
+
     def test_partial_multibyte_header(self) -> None:
         """
         A multi-byte header split across calls is reassembled.

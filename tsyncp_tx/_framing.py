@@ -198,8 +198,11 @@ class FrameDecoder:
         """
         Add bytes to the stream and return every payload now complete.
 
-        @param data: The next bytes of the stream.
-        @return: The complete payloads, in stream order (possibly none).
+        @param data: The next bytes of the stream (a C{bytearray} or other
+            buffer is copied once: the decoder keeps views of what it is
+            fed, so the caller may reuse its buffer).
+        @return: The complete payloads, in stream order (possibly none),
+            each a C{bytes}.
         @raise FramingError: If the stream holds a header this decoder
             refuses; the decoder is then unusable and raises the same error
             on every later call.  Complete frames ahead of the bad header
@@ -208,6 +211,8 @@ class FrameDecoder:
         """
         if self.failed is not None:
             raise self.failed
+        if type(data) is not bytes:
+            data = bytes(data)
         frames: List[bytes] = []
         pos = 0
         if self.buffered:
