@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from typing import Any, Dict, List
 
 from hypothesis import HealthCheck, given, settings
@@ -460,6 +461,29 @@ class DecoderTests(SynchronousTestCase):
             buffer.extend(b"\xff" * 7)
         self.assertEqual(received, payloads)
         self.assertEqual({type(p) for p in received}, {bytes})
+
+    def test_held_reads_bounded(self) -> None:
+        """
+        An incomplete frame whose start is a small part of its read keeps a
+        copy of that start, not the read; one whose start is most of the
+        read keeps the read itself (no copy), so the decoder never holds
+        more than twice the incomplete frame's bytes.
+        """
+        read = encode_frame(b"a" * 60000) + encode_frame(b"b" * 100)[:50]
+        before = sys.getrefcount(read)
+        decoder = FrameDecoder()
+        self.assertEqual(decoder.feed(read), [b"a" * 60000])
+        self.assertEqual(sys.getrefcount(read), before)
+        self.assertEqual(decoder.feed(b"b" * 52), [b"b" * 100])
+
+        frame = encode_frame(b"c" * 100000)
+        read = frame[:60000]
+        before = sys.getrefcount(read)
+        decoder = FrameDecoder()
+        self.assertEqual(decoder.feed(read), [])
+        self.assertEqual(sys.getrefcount(read), before + 1)
+        self.assertEqual(decoder.feed(frame[60000:]), [b"c" * 100000])
+        self.assertEqual(sys.getrefcount(read), before)
 
     def test_partial_multibyte_header(self) -> None:
         """

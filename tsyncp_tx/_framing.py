@@ -152,12 +152,13 @@ class FrameDecoder:
     Incremental frame decoder: feed it bytes as they arrive, get payloads.
 
     Between calls it keeps at most one incomplete frame: the bytes of a
-    header still incomplete, or the payload bytes received so far as views
-    of the reads they arrived in (so it never holds more than
-    C{max_frame_length} + 4 bytes of frames, plus the unused rest of the
-    reads those views point into).  A frame spread over several reads is
-    joined once, straight from those views: it costs one copy of its
-    payload, not one per read.
+    header still incomplete, or the payload bytes received so far, as the
+    reads they arrived in (the first one viewed in place when the frame's
+    start is most of its read, copied otherwise).  So it holds at most
+    C{max_frame_length} + 4 bytes of frames, and never more than twice the
+    incomplete frame's bytes.  A frame spread over several reads is joined
+    once, from those pieces: it costs one copy of its payload, not one per
+    read.
 
     @ivar max_frame_length: The largest payload length accepted.
     @ivar buffered: The number of bytes held for an incomplete frame,
@@ -268,8 +269,10 @@ class FrameDecoder:
                 raise self.failed
             stop = start + length
             if stop > end:
-                # The payload so far, viewed in place (see the join above).
-                self._parts = [memoryview(data)[start:]]
+                # The payload so far: viewed in place (see the join above)
+                # when it is most of the read, else copied, so that a
+                # frame's small start does not keep a large read alive.
+                self._parts = [memoryview(data)[start:] if 2 * start <= end else data[start:]]
                 self._in_body = True
                 self.buffered = end - pos
                 self._need = stop - pos
