@@ -901,11 +901,36 @@ class DirectWriteTests(SynchronousTestCase):
         self.assertEqual(decoder.feed(received), payloads)
 
 
-class LargeFrameTests(SynchronousTestCase):
+class LargeSizeTests(SynchronousTestCase):
     """
-    A connection that carries a large frame switches to 512 KiB reads and a
-    4 MiB per-turn send limit, unless the user chose sizes.
+    A connection that streams (a read fills its read size, or its
+    transport's write buffer fills) or carries a large frame switches to
+    512 KiB reads (and write buffer) and a 4 MiB per-turn send limit, unless
+    the user chose sizes.
     """
+
+    def test_switch_on_full_read(self) -> None:
+        """
+        A read as large as the read size (more was waiting) switches; a
+        shorter one does not.
+        """
+        protocol, transport, _, _ = connect_socket(self, FakeSink())
+        protocol.dataReceived(encode_frames([b"x" * 1000] * 65))  # 65,130 bytes
+        self.assertEqual(transport.bufferSize, 65536)
+        protocol.dataReceived(encode_frames([b"x" * 1022] * 64))  # 65,536 bytes
+        self.assertEqual(transport.bufferSize, 512 * 1024)
+        self.assertEqual(transport.SEND_LIMIT, 4 * 1024 * 1024)
+
+    def test_switch_when_paused(self) -> None:
+        """
+        The transport pausing the connection (its write buffer is full)
+        switches, so the next pause comes after 512 KiB, not 64 KiB.
+        """
+        protocol, transport, _, _ = connect_socket(self, FakeSink())
+        protocol.pauseProducing()
+        self.assertEqual(transport.bufferSize, 512 * 1024)
+        self.assertEqual(transport.SEND_LIMIT, 4 * 1024 * 1024)
+        self.assertFalse(protocol.writable)
 
     def test_switch_when_a_large_frame_is_announced(self) -> None:
         """
@@ -937,5 +962,7 @@ class LargeFrameTests(SynchronousTestCase):
             self, FakeSink(), read_size=128 * 1024, send_limit=256 * 1024
         )
         protocol.dataReceived(encode_header(300 * 1024))
+        protocol.dataReceived(b"\x00" * (128 * 1024))  # a full read
+        protocol.pauseProducing()
         self.assertEqual(transport.bufferSize, 128 * 1024)
         self.assertEqual(transport.SEND_LIMIT, 256 * 1024)
