@@ -921,6 +921,29 @@ class LargeSizeTests(SynchronousTestCase):
         self.assertEqual(transport.bufferSize, 512 * 1024)
         self.assertEqual(transport.SEND_LIMIT, 4 * 1024 * 1024)
 
+    def test_switch_back_on_small_read(self) -> None:
+        """
+        Once switched, two reads in a row smaller than Twisted's read size,
+        with no large frame under way, go back to Twisted's sizes (a large
+        read allocates its full size even to bring a few bytes); one small
+        read, or small reads in the middle of a large frame, do not.
+        """
+        protocol, transport, _, _ = connect_socket(self, FakeSink())
+        protocol.dataReceived(encode_frames([b"x" * 1022] * 64))  # full: switch
+        self.assertEqual(transport.bufferSize, 512 * 1024)
+        protocol.dataReceived(encode_frame(b"one"))
+        protocol.dataReceived(encode_frames([b"x" * 1000] * 100))  # 100,200 bytes
+        protocol.dataReceived(encode_frame(b"two"))
+        self.assertEqual(transport.bufferSize, 512 * 1024)
+        protocol.dataReceived(encode_frame(b"three"))
+        self.assertEqual(transport.bufferSize, 65536)
+        self.assertEqual(transport.SEND_LIMIT, 128 * 1024)
+        protocol.dataReceived(encode_header(300 * 1024) + b"x" * 10)
+        self.assertEqual(transport.bufferSize, 512 * 1024)
+        protocol.dataReceived(b"x" * 10)
+        protocol.dataReceived(b"x" * 10)
+        self.assertEqual(transport.bufferSize, 512 * 1024)
+
     def test_switch_when_paused(self) -> None:
         """
         The transport pausing the connection (its write buffer is full)
@@ -964,5 +987,10 @@ class LargeSizeTests(SynchronousTestCase):
         protocol.dataReceived(encode_header(300 * 1024))
         protocol.dataReceived(b"\x00" * (128 * 1024))  # a full read
         protocol.pauseProducing()
+        self.assertEqual(transport.bufferSize, 128 * 1024)
+        self.assertEqual(transport.SEND_LIMIT, 256 * 1024)
+        protocol.dataReceived(b"\x00" * (300 * 1024))  # the frame ends
+        protocol.dataReceived(b"\x00")  # small reads
+        protocol.dataReceived(b"\x00")
         self.assertEqual(transport.bufferSize, 128 * 1024)
         self.assertEqual(transport.SEND_LIMIT, 256 * 1024)

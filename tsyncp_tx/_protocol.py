@@ -45,9 +45,14 @@ _JOIN_BELOW = 16 * 1024
 # KiB, 64 KiB and 128 KiB).  Streams of small and mid-size frames then cost
 # fewer reactor turns and pause/resume cycles per frame (1 KiB items: 274-324k
 # against 400-446k msgs/s; 16 KiB: 36-43k against 59-69k, in paired runs).
-# Each read allocates its full size; glibc serves blocks above its mmap
-# threshold with a fresh mmap (page faults on every use), and raises that
-# threshold to the largest block freed.  Reads no larger than the frames
+# It goes back to Twisted's sizes after two reads in a row smaller than
+# Twisted's read size with no large frame under way: each read allocates its full
+# size, and a 512 KiB read that brings 100 bytes costs a fresh mapping
+# (about 35 us here, against 1 us for 64 KiB), which a request/response
+# exchange after a burst would pay on every read.
+# glibc serves blocks above its mmap threshold with a fresh mmap (page
+# faults on every use), and raises that threshold to the largest block
+# freed.  Reads no larger than the frames
 # (512 KiB, against 1 MiB) tend to stay below it and reuse heap memory: 1 MB
 # items ran at 1.6-3.7 against 1.1-2.4 GB/s in paired runs, though the
 # allocator's state still makes single runs of either size vary by 2x
@@ -55,6 +60,9 @@ _JOIN_BELOW = 16 * 1024
 _LARGE_FRAME = 256 * 1024
 _LARGE_READ_SIZE = 512 * 1024
 _LARGE_SEND_LIMIT = 4 * 1024 * 1024
+# Twisted's own sizes, which a connection goes back to (see above).
+_READ_SIZE = FileDescriptor.bufferSize
+_SEND_LIMIT = FileDescriptor.SEND_LIMIT
 _NEVER = float("inf")
 
 # Combined small frames are handed to the transport at the end of the
@@ -236,6 +244,7 @@ class FramedProtocol(Protocol):
         "_raw",
         "_direct",
         "_large",
+        "_small_reads",
         "before_write",
     )
 
@@ -260,7 +269,8 @@ class FramedProtocol(Protocol):
             protocol is paused); C{None} keeps Twisted's 64 KiB until the
             connection streams (a read fills it, or the transport pauses
             the protocol) or carries a frame of 256 KiB or more, then
-            512 KiB.
+            512 KiB, and 64 KiB again after two reads in a row below it
+            with no large frame under way.
         @param send_limit: Bytes handed to the socket per reactor turn
             (Twisted's C{SEND_LIMIT}); C{None} keeps Twisted's 128 KiB until
             that switch, then 4 MiB.
@@ -306,6 +316,7 @@ class FramedProtocol(Protocol):
         # directly (see _write_out).
         self._direct: Any = None
         self._large = False  # switched to large reads and writes
+        self._small_reads = 0  # small reads in a row while large
         self.before_write: Optional[Callable[[], None]] = None
 
     # Connection life
@@ -391,14 +402,17 @@ class FramedProtocol(Protocol):
         if send_limit is not None and hasattr(raw, "SEND_LIMIT"):
             raw.SEND_LIMIT = send_limit
 
-    def _use_large_sizes(self) -> None:
-        # A connection that streams or carries large frames reads and
-        # writes in larger pieces (fewer reactor turns, pauses and copies
-        # per frame), unless the user chose sizes.
-        self._large = True
+    def _use_sizes(self, large: bool) -> None:
+        # Larger pieces for a connection that streams or carries large
+        # frames (fewer reactor turns, pauses and copies per frame);
+        # Twisted's own sizes again once its reads are small, as every read
+        # allocates the full read size (a fresh 512 KiB mapping costs about
+        # 35 us, even to read 100 bytes).  Sizes the user chose stay.
+        self._large = large
+        self._small_reads = 0
         self._size_transport(
-            _LARGE_READ_SIZE if self.read_size is None else None,
-            _LARGE_SEND_LIMIT if self.send_limit is None else None,
+            None if self.read_size is not None else _LARGE_READ_SIZE if large else _READ_SIZE,
+            None if self.send_limit is not None else _LARGE_SEND_LIMIT if large else _SEND_LIMIT,
         )
 
     def dataReceived(self, data: bytes) -> None:
@@ -422,13 +436,24 @@ class FramedProtocol(Protocol):
                 _delivering -= 1
                 if not _delivering and _held:
                     _write_held()
-        if not self._large and (
+        size = len(data)
+        if (
             # A full read: more was waiting.
-            len(data) >= getattr(self._raw, "bufferSize", _NEVER)
-            # A large frame announced: switch before its body arrives.
+            size >= getattr(self._raw, "bufferSize", _NEVER)
+            # A large frame under way (switch before its body arrives).
             or (decoder.buffered and decoder.buffered + decoder.needed >= _LARGE_FRAME)
         ):
-            self._use_large_sizes()
+            if not self._large:
+                self._use_sizes(True)
+            self._small_reads = 0
+        elif self._large and size < _READ_SIZE:
+            # Twice in a row: one small read (the end of a large frame, say)
+            # is no sign that the stream has stopped.
+            self._small_reads += 1
+            if self._small_reads == 2:
+                self._use_sizes(False)
+        else:
+            self._small_reads = 0
         if decoder.failed is not None:  # after the good frames ahead of it
             self.protocol_error(str(decoder.failed))
 
@@ -597,7 +622,7 @@ class FramedProtocol(Protocol):
             if self._out:
                 self._write_out()
             if length >= _LARGE_FRAME and not self._large:
-                self._use_large_sizes()
+                self._use_sizes(True)
             self.transport.writeSequence((header, payload))  # type: ignore[union-attr]
         return None
 
@@ -731,7 +756,7 @@ class FramedProtocol(Protocol):
         """
         self._paused = True
         if not self._large:
-            self._use_large_sizes()  # this connection streams
+            self._use_sizes(True)  # this connection streams
         self._update_writable()
 
     def resumeProducing(self) -> None:
