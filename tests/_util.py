@@ -122,6 +122,13 @@ class ChildProcess:
         """
         return b"".join(self._collector.out)
 
+    def lines(self) -> List[bytes]:
+        """
+        The complete lines of stdout received so far (without their line
+        ends): the child is unbuffered, so a line may arrive in pieces.
+        """
+        return self.output().split(b"\n")[:-1]
+
     def errors(self) -> bytes:
         """
         Stderr received so far.

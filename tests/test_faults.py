@@ -81,14 +81,14 @@ async def child_line(child: ChildProcess, prefix: bytes, timeout: float = 20) ->
     """
 
     def find() -> bool:
-        return any(line.startswith(prefix) for line in child.output().splitlines())
+        return any(line.startswith(prefix) for line in child.lines())
 
     try:
         await eventually(find, timeout=timeout)
     except AssertionError:
         status = child.done.result if child.done.called else "running"
         raise AssertionError(f"child never printed {prefix!r}; status {status}") from None
-    for line in child.output().splitlines():
+    for line in child.lines():
         if line.startswith(prefix):
             return line[len(prefix):].strip()
     raise AssertionError("unreachable")
@@ -363,7 +363,7 @@ class ReconnectTests(TestCase):
         tx = await self._sender(("127.0.0.1", port))
         for i in range(20):
             await tx.send(i)
-        await eventually(lambda: child1.output().count(b"item ") == 20)
+        await eventually(lambda: sum(x.startswith(b"item ") for x in child1.lines()) == 20)
         child1.signal("KILL")
         await child1.finish(10)
         await eventually(lambda: not tx.connected)
@@ -375,10 +375,10 @@ class ReconnectTests(TestCase):
             await d
         for i in range(40, 50):
             await tx.send(i)
-        await eventually(lambda: child2.output().count(b"item ") >= 30)
+        await eventually(lambda: sum(x.startswith(b"item ") for x in child2.lines()) >= 30)
         await sleep(0.2)
-        items1 = [int(x.split()[1]) for x in child1.output().splitlines() if x.startswith(b"item ")]
-        items2 = [int(x.split()[1]) for x in child2.output().splitlines() if x.startswith(b"item ")]
+        items1 = [int(x.split()[1]) for x in child1.lines() if x.startswith(b"item ")]
+        items2 = [int(x.split()[1]) for x in child2.lines() if x.startswith(b"item ")]
         self.assertEqual(items1, list(range(20)))
         self.assertEqual(items2, list(range(20, 50)))
 
