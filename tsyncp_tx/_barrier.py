@@ -72,10 +72,7 @@ class Barrier(_Multi):
 
     def _release(self, addresses: Optional[List[Any]]) -> Deferred[int]:
         pool = self._core.pool
-        if addresses is None:
-            targets = pool.connections
-        else:
-            targets = [c for c in map(pool.get, addresses) if c is not None]
+        targets = pool.members(addresses)
         released = [c.address for c in targets]
         for address in released:
             self._waiting.pop(address, None)

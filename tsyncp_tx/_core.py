@@ -698,10 +698,7 @@ class ChannelCore:
     ) -> List[FramedProtocol]:
         # Apart from send_multi: its comprehensions would make its
         # variables closure cells, a cost on every send.
-        if to is not None:
-            targets = [c for c in map(self.pool.get, to) if c is not None]
-        else:
-            targets = self.pool.connections
+        targets = self.pool.members(to)
         if where is not None:
             targets = [c for c in targets if where(c.address)]
         return targets

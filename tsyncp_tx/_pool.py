@@ -330,6 +330,19 @@ class StreamPool:
                 return True
         return False
 
+    def members(self, addresses: Optional[Iterable[Address]]) -> List[FramedProtocol]:
+        """
+        Look connections up by their peer addresses.
+
+        @param addresses: The addresses, or C{None} for every connection.
+        @return: The live connections among them (unknown addresses are
+            skipped), in the order given; every connection, in the order
+            they joined, for C{None}.
+        """
+        if addresses is None:
+            return self.connections
+        return [c for c in map(self._connections.get, addresses) if c is not None]
+
     def get(self, address: Address) -> Optional[FramedProtocol]:
         """
         Look a connection up by its peer address.

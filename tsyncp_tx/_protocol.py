@@ -43,20 +43,23 @@ _JOIN_BELOW = 16 * 1024
 # that much wait in the transport's write buffer before pausing, and hands
 # the socket up to _LARGE_SEND_LIMIT bytes per reactor turn (Twisted: 64
 # KiB, 64 KiB and 128 KiB).  Streams of small and mid-size frames then cost
-# fewer reactor turns and pause/resume cycles per frame (1 KiB items: 274-324k
-# against 400-446k msgs/s; 16 KiB: 36-43k against 59-69k, in paired runs).
-# It goes back to Twisted's sizes after two reads in a row smaller than
-# Twisted's read size with no large frame under way: each read allocates its full
-# size, and a 512 KiB read that brings 100 bytes costs a fresh mapping
-# (about 35 us here, against 1 us for 64 KiB), which a request/response
-# exchange after a burst would pay on every read.
-# glibc serves blocks above its mmap threshold with a fresh mmap (page
-# faults on every use), and raises that threshold to the largest block
-# freed.  Reads no larger than the frames
-# (512 KiB, against 1 MiB) tend to stay below it and reuse heap memory: 1 MB
-# items ran at 1.6-3.7 against 1.1-2.4 GB/s in paired runs, though the
-# allocator's state still makes single runs of either size vary by 2x
-# (docs/performance.md).
+# fewer reactor turns and pause/resume cycles per frame (1 KiB items:
+# 274-324k against 400-446k msgs/s; 16 KiB: 36-43k against 59-69k, in
+# paired runs).
+#
+# Each read allocates its full size.  glibc serves blocks above its mmap
+# threshold with a fresh mmap (page faults on every use), and raises that
+# threshold to the largest block freed whole:
+# - so a connection goes back to Twisted's sizes after two reads in a row
+#   smaller than Twisted's read size with no large frame under way; a
+#   512 KiB read that brings 100 bytes costs a fresh mapping (about 35 us
+#   here, against 1 us for 64 KiB), which a request/response exchange after
+#   a burst would pay on every read;
+# - and reads are no larger than the frames (512 KiB, against 1 MiB), which
+#   tend to stay below the threshold and reuse heap memory: 1 MB items ran
+#   at 1.6-3.7 against 1.1-2.4 GB/s in paired runs, though the allocator's
+#   state still makes single runs of either size vary by 2x
+#   (docs/performance.md).
 _LARGE_FRAME = 256 * 1024
 _LARGE_READ_SIZE = 512 * 1024
 _LARGE_SEND_LIMIT = 4 * 1024 * 1024
@@ -403,11 +406,8 @@ class FramedProtocol(Protocol):
             raw.SEND_LIMIT = send_limit
 
     def _use_sizes(self, large: bool) -> None:
-        # Larger pieces for a connection that streams or carries large
-        # frames (fewer reactor turns, pauses and copies per frame);
-        # Twisted's own sizes again once its reads are small, as every read
-        # allocates the full read size (a fresh 512 KiB mapping costs about
-        # 35 us, even to read 100 bytes).  Sizes the user chose stay.
+        # The large sizes or Twisted's own (see _LARGE_FRAME); sizes the
+        # user chose stay.
         self._large = large
         self._small_reads = 0
         self._size_transport(
