@@ -334,6 +334,26 @@ class BarrierTests(TestCase):
         await w.wait()
         self.assertEqual(barriers[0].generation, 1)
 
+    @as_deferred
+    async def test_wait_after_timeout_takes_late_release(self) -> None:
+        """
+        The release that answers a timed-out C{wait()} is taken by the next
+        C{wait()}, which does not announce again: the waiter is not counted
+        in the generation after, so that generation still needs both.
+        """
+        b = await self.barrier(parties=2)
+        first = await self.waiter(b.local_address)
+        second = await self.waiter(b.local_address)
+        await gatherResults([first.wait(), second.wait()])  # joining counted
+        await self.assertFailure(first.wait(timeout=0.05), TimeoutError)
+        await eventually(lambda: b.waiting == 1)
+        await second.wait(timeout=5)  # generation 2 releases both
+        await first.wait(timeout=5)  # the release its timed-out call was owed
+        await sleep(0.1)
+        self.assertEqual((b.generation, b.waiting), (2, 0))
+        await self.assertFailure(second.wait(timeout=0.2), TimeoutError)
+        self.assertEqual(b.generation, 2)
+
 
 class BarrierLogicTests(SynchronousTestCase):
     """
@@ -398,6 +418,50 @@ class BarrierLogicTests(SynchronousTestCase):
             [t.value() for _, t in peers], [RELEASE_FRAME, b"", RELEASE_FRAME]
         )
         self.assertEqual((b.waiting, b.generation), (0, 1))
+
+    def test_raising_hooks_do_not_stop_counting(self) -> None:
+        """
+        An C{on_accept} or C{on_disconnect} that raises is logged; the
+        waiter is counted (and released) and forgotten all the same.
+        """
+        from twisted.internet.error import ConnectionDone
+
+        def broken(*args: Any) -> None:
+            raise RuntimeError("hook bug")
+
+        reactor = MemoryReactorClock()
+        b = self.successResultOf(
+            barrier.barrier_on(
+                9000, parties=1, reactor=reactor, on_accept=broken, on_disconnect=broken
+            )
+        )
+        p, t = fake_peer(reactor, 5001)
+        reactor.advance(0)
+        self.assertEqual((b.generation, t.value()), (1, RELEASE_FRAME))
+        p.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(len(b), 0)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 2)
+
+    def test_release_that_cannot_be_sent_is_logged(self) -> None:
+        """
+        An automatic release that a waiter's full queue refuses is logged
+        with its generation, not dropped unseen.
+        """
+        from tsyncp_tx.errors import SendQueueFull
+
+        logs = capture_logs(self)
+        reactor = MemoryReactorClock()
+        b = self.successResultOf(
+            barrier.barrier_on(9000, parties=1, reactor=reactor, send_high_water=1)
+        )
+        p, _ = fake_peer(reactor, 5001)  # generation 1, written
+        p.pauseProducing()  # the waiter stops reading
+        p.dataReceived(RELEASE_FRAME)  # generation 2, queued
+        self.assertEqual(self.flushLoggedErrors(SendQueueFull), [])
+        p.dataReceived(RELEASE_FRAME)  # generation 3: the queue is full
+        self.assertEqual(len(self.flushLoggedErrors(SendQueueFull)), 1)
+        self.assertEqual(b.generation, 3)
+        self.assertTrue(logged(logs, "generation 3"), logs)
 
     def test_bad_frame_aborts(self) -> None:
         """

@@ -77,6 +77,24 @@ class BroadcastTests(TestCase):
             self.assertEqual(got, list(range(n)))
 
     @as_deferred
+    async def test_send_many_with_unencodable_item_sends_none(self) -> None:
+        """
+        C{send_many} with an item the codec refuses fails with
+        C{EncodeError} and sends none of the batch, as the single-peer
+        C{send_many} does; the next batch arrives alone.
+        """
+        from tsyncp_tx.errors import EncodeError
+
+        endpoint = RecordingServerEndpoint()
+        d = broadcast.sender_on(endpoint, accept=1)
+        rx = await self.receiver(("127.0.0.1", await endpoint.listening))
+        tx = await d
+        self.addCleanup(tx.close)
+        await self.assertFailure(tx.send_many([1, object(), 3]), EncodeError)
+        self.assertEqual(await tx.send_many([4, 5]), 1)
+        self.assertEqual([await rx.recv(timeout=5), await rx.recv(timeout=5)], [4, 5])
+
+    @as_deferred
     async def test_encoded_once_per_send(self) -> None:
         """
         An item is encoded once per C{send()}, not once per receiver.

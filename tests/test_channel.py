@@ -415,6 +415,28 @@ class ConstructorTests(TestCase):
         error = self.assertRaises(TypeError, channel.channel_to, 1, nodelai=True)
         self.assertIn("nodelai", str(error))
 
+    def test_option_that_cannot_apply_refused(self) -> None:
+        """
+        An option that means nothing where it is given is refused at once,
+        not ignored: receiving knobs on a channel that only sends,
+        C{reconnect_policy} without C{reconnect=True}, C{accept} above 1
+        on a single-peer listener (which can never have two peers).
+        """
+        from tsyncp_tx import broadcast, mpsc, spsc
+
+        for make in (spsc.sender_on, broadcast.sender_on):
+            for option in ("recv_high_water", "recv_high_water_bytes", "on_decode_error"):
+                error = self.assertRaises(TypeError, make, LOOPBACK, **{option: 1})
+                self.assertIn(option, str(error))
+                self.assertIn("only sends", str(error))
+        error = self.assertRaises(TypeError, mpsc.sender_to, 1, on_decode_error=print)
+        self.assertIn("on_decode_error", str(error))
+        error = self.assertRaises(ValueError, channel.channel_to, 1, reconnect_policy=lambda n: 1.0)
+        self.assertIn("reconnect=True", str(error))
+        for make in (channel.channel_on, spsc.receiver_on, spsc.sender_on):
+            error = self.assertRaises(ValueError, make, LOOPBACK, accept=2)
+            self.assertIn("accept must be 0 or 1", str(error))
+
 
 class AddressFormTests(TestCase):
     """
@@ -960,22 +982,55 @@ class RetryTests(TestCase):
     @as_deferred
     async def test_callable_policy(self) -> None:
         """
-        A callable policy is consulted with C{(attempt, failure)} after each
-        failed attempt and can give up.
+        A callable policy is consulted with C{(attempt, failure)} once after
+        each failed attempt, with that attempt's own failure (here the
+        refusal), and can give up; with C{reconnect=True} too, for the
+        first connection.
+        """
+        from twisted.internet.error import ConnectionRefusedError
+
+        port = free_port()
+        for reconnect in (False, True):
+            calls: List[Tuple[int, Failure]] = []
+
+            def policy(attempt: int, failure: Failure) -> Optional[float]:
+                calls.append((attempt, failure))
+                return 0.01 if attempt < 3 else None
+
+            error = await self.assertFailure(
+                channel.channel_to(port, retry=policy, reconnect=reconnect), ConnectError
+            )
+            self.assertEqual([a for a, _ in calls], [1, 2, 3])
+            for _, failure in calls:
+                self.assertTrue(failure.check(ConnectionRefusedError), failure)
+            self.assertEqual(error.attempts, 3)
+            self.assertIn(str(port), str(error))
+            self.assertIsInstance(error.reason, ConnectionRefusedError)
+
+    @as_deferred
+    async def test_deadline_policy_reconnecting(self) -> None:
+        """
+        A policy that gives up after a deadline, given to a
+        C{reconnect=True} constructor, fails it with C{ConnectError} once
+        the deadline has passed; no attempt is made and the policy is not
+        consulted after it gave up.
         """
         port = free_port()
-        calls: List[Tuple[int, Failure]] = []
+        start = time.monotonic()
+        calls: List[float] = []
 
         def policy(attempt: int, failure: Failure) -> Optional[float]:
-            calls.append((attempt, failure))
-            return 0.01 if attempt < 3 else None
+            calls.append(time.monotonic())
+            return None if time.monotonic() - start > 0.2 else 0.02
 
-        error = await self.assertFailure(channel.channel_to(port, retry=policy), ConnectError)
-        self.assertEqual([a for a, _ in calls], [1, 2, 3])
-        for _, failure in calls:
-            self.assertIsInstance(failure, Failure)
-        self.assertEqual(error.attempts, 3)
-        self.assertIn(str(port), str(error))
+        await self.assertFailure(
+            channel.channel_to(port, retry=policy, reconnect=True), ConnectError
+        )
+        self.assertGreaterEqual(calls[-1] - start, 0.2)
+        self.assertLess(time.monotonic() - start, 5.0)
+        seen = len(calls)
+        await sleep(0.2)
+        self.assertEqual(len(calls), seen)
 
     @as_deferred
     async def test_callable_policy_succeeds(self) -> None:
@@ -1059,6 +1114,74 @@ class ChannelLogicTests(SynchronousTestCase):
         self.successResultOf(ch.send([1, 2]))
         reactor.advance(0)  # small frames of one turn are written together
         self.assertEqual(transport.value(), b"\x05[1,2]")
+
+    def _paused_peer(self, reactor: MemoryReactorClock) -> Tuple[channel.Channel, Any]:
+        # A channel whose only peer's transport pushes back, with a queue
+        # that one 20-character item fills.
+        ch = self.successResultOf(
+            channel.channel_on(8000, accept=0, reactor=reactor, send_high_water=10)
+        )
+        protocol, _ = fake_peer(reactor, 5003)
+        protocol.pauseProducing()
+        return ch, protocol
+
+    def test_close_from_a_sends_callback(self) -> None:
+        """
+        C{close()} called from the callback of a send that waited for room
+        fails the sends still waiting after it with C{ChannelClosed}, once:
+        none is started afterwards, nothing is left unhandled.
+        """
+        reactor = MemoryReactorClock()
+        ch, protocol = self._paused_peer(reactor)
+        queued = ch.send("x" * 20)
+        first, second, third = ch.send("a"), ch.send("b"), ch.send("c")
+        self.assertNoResult(first)
+        closing: List[Deferred[None]] = []
+        first.addCallback(lambda _: closing.append(ch.close()))
+        protocol.resumeProducing()
+        self.successResultOf(queued)
+        self.successResultOf(first)
+        self.assertEqual(len(closing), 1)
+        self.failureResultOf(second, ChannelClosed)
+        self.failureResultOf(third, ChannelClosed)
+
+    def test_send_after_close_with_full_queue(self) -> None:
+        """
+        A send after C{close()} fails at once with C{ChannelClosed}, even
+        when the peer's queue is full (it does not wait for room that
+        closing will never make).
+        """
+        reactor = MemoryReactorClock()
+        ch, _ = self._paused_peer(reactor)
+        ch.send("x" * 20)
+        ch.close()
+        self.failureResultOf(ch.send("late"), ChannelClosed)
+        self.failureResultOf(ch.send_many(["late", "too"]), ChannelClosed)
+
+    def test_accept_calls_cancelled(self) -> None:
+        """
+        Cancelling C{accept()} calls, in any order, gives their claims
+        back: a later call needs only the peers it asks for, and a call
+        behind a cancelled one takes over its place.
+        """
+        from tsyncp_tx import multi_channel
+
+        reactor = MemoryReactorClock()
+        hub = self.successResultOf(multi_channel.channel_on(8000, accept=0, reactor=reactor))
+        first, second, third = hub.accept(1), hub.accept(1), hub.accept(1)
+        first.cancel()
+        third.cancel()
+        second_after = hub.accept(1)
+        for d in (first, third):
+            self.failureResultOf(d, CancelledError)
+        fake_peer(reactor, 5004)
+        self.assertEqual(self.successResultOf(second), 1)
+        self.assertNoResult(second_after)
+        second_after.cancel()
+        self.failureResultOf(second_after, CancelledError)
+        later = hub.accept(1)
+        fake_peer(reactor, 5005)
+        self.assertEqual(self.successResultOf(later), 1)
 
     def test_lost_connection_reason(self) -> None:
         """

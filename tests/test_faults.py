@@ -512,6 +512,26 @@ class ReconnectTests(TestCase):
         self.assertEqual(numbers, list(range(len(sends) - 1)))
 
     @as_deferred
+    async def test_send_from_backlog_callback_keeps_order(self) -> None:
+        """
+        A send made from the callback of a backlogged send (which fires
+        once the sender has reconnected) goes after every item that was
+        waiting in the backlog, not between them.
+        """
+        rx1 = await self._listen()
+        port = rx1.local_address[1]
+        tx = await self._sender(rx1.local_address)
+        await rx1.close()
+        await eventually(lambda: not tx.connected)
+        first = tx.send("A")
+        first.addCallback(lambda _: tx.send("C"))
+        rest = [tx.send("B1"), tx.send("B2")]
+        rx2 = await self._listen(port)
+        for d in [first] + rest:
+            await d
+        self.assertEqual([await rx2.recv(timeout=10) for _ in range(4)], ["A", "B1", "B2", "C"])
+
+    @as_deferred
     async def test_close_fails_backlog(self) -> None:
         """
         Closing a reconnecting sender fails the sends still waiting for the

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Optional, Union
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -106,7 +106,17 @@ class Barrier(_Multi):
     def _arrive(self, address: Any) -> None:
         self._waiting[address] = None
         if self.parties is not None and len(self._waiting) >= self.parties:
-            self._release(list(self._waiting))
+            released = self._release(list(self._waiting))
+            # Nobody else holds this Deferred: a release that could not be
+            # sent (a waiter's queue full) is logged, not lost.  A callback
+            # on one that already fired would cost every generation.
+            if not released.called or isinstance(released.result, Failure):
+                released.addErrback(self._release_failed, self._generation)
+
+    def _release_failed(self, failure: Failure, generation: int) -> None:
+        self.log.failure(
+            "Barrier release of generation {generation} failed", failure, generation=generation
+        )
 
 
 class Waiter(_SinglePeer):
@@ -114,7 +124,7 @@ class Waiter(_SinglePeer):
     The connecting side of a barrier.
     """
 
-    __slots__ = ("_waits",)
+    __slots__ = ("_waits", "_owed")
 
     def __init__(self, core: ChannelCore) -> None:
         """
@@ -122,6 +132,8 @@ class Waiter(_SinglePeer):
         """
         super().__init__(core)
         self._waits = 0
+        # Whether a wait() gave up while the barrier counted this waiter.
+        self._owed = False
 
     def wait(self, timeout: Optional[float] = None) -> Deferred[None]:
         """
@@ -129,7 +141,10 @@ class Waiter(_SinglePeer):
 
         The first call waits for the release the waiter joined for by
         connecting; each later call first tells the barrier that this waiter
-        waits again (frame C{01 00}; a Rust barrier ignores it).
+        waits again (frame C{01 00}; a Rust barrier ignores it).  After a
+        call that timed out or was cancelled the barrier still counts the
+        waiter, so the next call tells it nothing and takes the release
+        that answers the earlier one.
 
         @param timeout: Seconds before failing with L{TimeoutError}.
         @return: A Deferred firing with C{None} on release; failing with
@@ -138,16 +153,30 @@ class Waiter(_SinglePeer):
             release.
         """
         core = self._core
-        if self._waits:
+        queue = core.queue
+        assert queue is not None
+        if self._owed:
+            # An earlier wait() gave up before its release came: the
+            # barrier still counts this waiter, and that release (queued or
+            # on its way) answers this call.  Announcing again would count
+            # the waiter in the generation after it too.
+            self._owed = False
+        elif self._waits:
             announced = core.send_one(_RELEASE, None, raw=True)
             if not announced.called or announced.result is not None:
                 # Waiting or failed: a lost connection fails the wait anyway.
                 announced.addErrback(_ignore)
         self._waits += 1
-        queue = core.queue
-        assert queue is not None
         # BarrierCodec refuses every payload but a release.
-        return add_timeout(queue.get(ITEM), timeout, core.reactor, "wait")
+        released = queue.get(ITEM)
+        if not released.called:
+            released.addErrback(self._gave_up)
+        return add_timeout(released, timeout, core.reactor, "wait")
+
+    def _gave_up(self, failure: Failure) -> Failure:
+        if failure.check(CancelledError):  # cancelled, or timed out
+            self._owed = True
+        return failure
 
 
 def _ignore(failure: Failure) -> None:
@@ -191,16 +220,18 @@ def barrier_on(
     accept = accept_count(accept, limit)
     holder: List[Barrier] = []
 
+    # The user's hooks run through call_hook here, not only around these
+    # wrappers: one that raises must not keep the barrier from counting.
     def joined(peer: Any) -> None:
         # The user hears of the waiter before any release it triggers.
         if on_accept is not None:
-            on_accept(peer)
+            call_hook(Barrier.log, on_accept, peer)
         holder[0]._joined(peer)
 
     def left(peer: Any, reason: Failure) -> None:
         holder[0]._left(peer, reason)
         if on_disconnect is not None:
-            on_disconnect(peer, reason)
+            call_hook(Barrier.log, on_disconnect, peer, reason)
 
     core = ChannelCore(
         default_reactor(reactor),

@@ -19,6 +19,7 @@ from twisted.internet.interfaces import IListeningPort, IStreamClientEndpoint
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from ._address import (
     AddressLike,
@@ -175,8 +176,71 @@ class _WaitingSend:
         """
         Perform the send; its outcome becomes the held C{send()}'s.
         """
+        self.write()
+        self.report()
+
+    def write(self) -> None:
+        """
+        Perform the send, without telling the held C{send()} yet.
+        """
         self.started = self.start()
+
+    def report(self) -> None:
+        """
+        Pass the outcome of the send L{write} performed to the held
+        C{send()}.
+        """
+        assert self.started is not None
         self.started.chainDeferred(self.deferred)
+
+
+# What a reconnecting channel's retry policy tells ClientService once the
+# user's policy gives up: the wait before an attempt that never comes, as
+# the service is stopped on the next reactor turn.
+_GIVING_UP = 3600.0
+
+
+@implementer(IStreamClientEndpoint)
+class _FailureRecorder:
+    """
+    A client endpoint that remembers why its last connection attempt
+    failed: C{ClientService} tells its retry policy only how many did.
+    """
+
+    def __init__(self, endpoint: IStreamClientEndpoint) -> None:
+        """
+        @param endpoint: The endpoint that connects.
+        """
+        self._endpoint = endpoint
+        self.last_failure: Optional[Failure] = None
+
+    def connect(self, protocolFactory: Any) -> Deferred[Any]:
+        """
+        Connect through the wrapped endpoint.
+
+        @param protocolFactory: The factory.
+        @return: The wrapped endpoint's Deferred, failures recorded.
+        """
+
+        def record(failure: Failure) -> Failure:
+            self.last_failure = failure
+            return failure
+
+        return self._endpoint.connect(protocolFactory).addErrback(record)
+
+
+class _AcceptWaiter:
+    """
+    An C{accept(count)} call waiting until C{target} peers have joined in
+    all (its target drops when an earlier call is cancelled).
+    """
+
+    __slots__ = ("target", "deferred", "count")
+
+    def __init__(self, target: int, deferred: Deferred[int], count: int) -> None:
+        self.target = target
+        self.deferred = deferred
+        self.count = count
 
 
 class ChannelCore:
@@ -297,7 +361,7 @@ class ChannelCore:
         self.last_peer_address: Any = None
         self.accepted = 0
         self._claimed = 0
-        self._accept_waiters: List[Tuple[int, Deferred[int], int]] = []
+        self._accept_waiters: List[_AcceptWaiter] = []
         self._service: Optional[ClientService] = None
         self._connecting: Optional[Deferred[Any]] = None
         self._backlog: Deque[_WaitingSend] = deque()  # sends while reconnecting
@@ -338,11 +402,11 @@ class ChannelCore:
             self._flush_backlog()
         if self._user_on_accept is not None:
             call_hook(self.log, self._user_on_accept, address)
-        waiters = [w for w in self._accept_waiters if self.accepted >= w[0]]
+        waiters = [w for w in self._accept_waiters if self.accepted >= w.target]
         for waiter in waiters:
             self._accept_waiters.remove(waiter)
-            if not waiter[1].called:
-                waiter[1].callback(waiter[2])
+            if not waiter.deferred.called:
+                waiter.deferred.callback(waiter.count)
 
     def _left(self, address: Any, reason: Failure) -> None:
         clean = reason.check(ConnectionDone) is not None
@@ -424,37 +488,43 @@ class ChannelCore:
             connecting.addCallback(lambda _: self)
             return self._cancel_closes(connecting)
 
-        # The first connection obeys retry=; later ones back off forever.
-        initial = {"attempts": 0}
+        # The first connection obeys retry=, consulted with each attempt's
+        # real failure; later ones back off forever.
+        recorder = _FailureRecorder(endpoint)
+        initial: Dict[str, Any] = {"attempts": 0, "gave_up": None}
 
         def service_policy(failed: int) -> float:
-            if self._had_peer:
+            # Once the constructor has fired (over TLS: at TCP connect,
+            # before the handshake), reconnecting is all that is left.
+            if self._had_peer or d.called:
                 return (reconnect_policy or _default_backoff)(failed)
             initial["attempts"] += 1
-            delay = policy(initial["attempts"], Failure(ConnectError(address, failed, Exception("refused"))))
-            return 0.0 if delay is None else delay
+            failure = recorder.last_failure
+            assert failure is not None  # a connection attempt failed
+            delay = policy(initial["attempts"], failure)
+            if delay is None:
+                initial["gave_up"] = failure
+                # Not from inside ClientService's state change: the
+                # constructor fails on the next turn, which stops it long
+                # before this delay ends.
+                self.reactor.callLater(0, lambda: d.cancel())
+                return _GIVING_UP
+            return delay
 
-        service = ClientService(endpoint, self.pool.factory(), retryPolicy=service_policy, clock=self.reactor)
+        service = ClientService(recorder, self.pool.factory(), retryPolicy=service_policy, clock=self.reactor)
         self._service = service
         service.startService()
-
-        def count_failures() -> Optional[int]:
-            # Probe the policy for how many attempts it allows in total.
-            for attempt in range(1, 10_000):
-                if policy(attempt, Failure(Exception("probe"))) is None:
-                    return attempt
-            return None
-
-        d: Deferred[Any] = service.whenConnected(failAfterFailures=count_failures())
+        d: Deferred[Any] = service.whenConnected()
         self._connecting = d
 
         def failed(failure: Failure) -> Any:
-            if failure.check(CancelledError):
+            gave_up = initial["gave_up"]
+            if gave_up is not None:
+                failure = gave_up
+            elif failure.check(CancelledError):
                 service.stopService()
                 return failure
             error = failure.value if failure.value is not None else Exception("connection failed")
-            # ClientService consults the policy after every failed attempt,
-            # the last one included.
             connect_error = Failure(ConnectError(address, max(1, initial["attempts"]), error))
             # A connection that failed its TLS handshake fails whenConnected
             # from inside ClientService's own state change, where stopping
@@ -497,21 +567,21 @@ class ChannelCore:
         self._claimed += n
         if self.accepted >= self._claimed:
             return succeed(n)
-        entry: Tuple[int, Deferred[int], int]
 
         def cancel(_: Deferred[int]) -> None:
-            if entry in self._accept_waiters:
-                index = self._accept_waiters.index(entry)
-                del self._accept_waiters[index]
-                self._claimed -= n
-                self._accept_waiters[index:] = [
-                    (target - n, d, count) for target, d, count in self._accept_waiters[index:]
-                ]
+            waiters = self._accept_waiters
+            for index, waiter in enumerate(waiters):
+                if waiter is entry:
+                    del waiters[index]
+                    self._claimed -= n
+                    # The peers it claimed go to the calls after it.
+                    for later in waiters[index:]:
+                        later.target -= n
+                    return
 
-        d: Deferred[int] = Deferred(cancel)
-        entry = (self._claimed, d, n)
+        entry = _AcceptWaiter(self._claimed, Deferred(cancel), n)
         self._accept_waiters.append(entry)
-        return add_timeout(d, timeout, self.reactor, "accept")
+        return add_timeout(entry.deferred, timeout, self.reactor, "accept")
 
     # Sending
 
@@ -551,6 +621,8 @@ class ChannelCore:
             self._room_waiters
             or (peer is not None and peer.queued_bytes >= peer.send_high_water)
         ):
+            if self.closed:  # close() has failed the waiting sends already
+                return fail(ChannelClosed())
             return self._wait_for_room(partial(self.send_one, item, None, raw, False), timeout)
         # The hot path: encode, look the header up, hand the frame over.
         if type(item) is bytes and (raw or self._bytes_as_is):
@@ -585,6 +657,8 @@ class ChannelCore:
         """
         peer = self.peer
         if self._room_waiters or (peer is not None and not peer.has_room):
+            if self.closed:
+                return fail(ChannelClosed())
             return self._wait_for_room(partial(self._send_many_now, items, raw), None)
         return self._send_many_now(items, raw)
 
@@ -627,8 +701,12 @@ class ChannelCore:
     def _flush_backlog(self) -> None:
         backlog, self._backlog = self._backlog, deque()
         self._backlog_bytes = 0
+        # Every held frame is written before any of their Deferreds fires,
+        # so that a send made from one of their callbacks goes after all.
         for entry in backlog:
-            entry.go()
+            entry.write()
+        for entry in backlog:
+            entry.report()
 
     def _hold(
         self,
@@ -746,16 +824,20 @@ class ChannelCore:
         self.closed = True
         if self.queue is not None:
             self.queue.close(ChannelClosed())
+        # Emptied in place: a _make_room loop that this close() interrupts
+        # (from a send's callback) must find nothing left to start.
         backlog, self._backlog = self._backlog, deque()
         self._backlog_bytes = 0
-        for entry in backlog:
-            entry.deferred.errback(Failure(ChannelClosed("channel closed before reconnecting")))
+        while backlog:
+            backlog.popleft().deferred.errback(
+                Failure(ChannelClosed("channel closed before reconnecting"))
+            )
         room_waiters, self._room_waiters = self._room_waiters, deque()
-        for room_waiter in room_waiters:
-            room_waiter.deferred.errback(Failure(ChannelClosed()))
+        while room_waiters:
+            room_waiters.popleft().deferred.errback(Failure(ChannelClosed()))
         waiters, self._accept_waiters = self._accept_waiters, []
-        for _, waiting, _ in waiters:
-            waiting.errback(Failure(ChannelClosed()))
+        for waiter in waiters:
+            waiter.deferred.errback(Failure(ChannelClosed()))
         if self._connecting is not None and not self._connecting.called:
             self._connecting.cancel()
         steps: List[Deferred[Any]] = []

@@ -775,6 +775,8 @@ class FramedProtocol(Protocol):
         assert transport is not None
         if self._out:  # combined frames sent before the pause go first
             self._write_out()
+        # A close() made by the callbacks below closes by itself.
+        closing = self._closing
         written: List[Deferred[None]] = []
         while queue and not self._paused and self.connected_:
             data, size, waiting = queue.popleft()
@@ -791,7 +793,7 @@ class FramedProtocol(Protocol):
             d.callback(None)
         if self.kept:
             self.sink.connection_drained(self)  # type: ignore[union-attr]
-        if self._closing and not self._queue and self._closed is None:
+        if closing and not self._queue and self._closed is None:
             self._lose_connection()
 
     def stopProducing(self) -> None:

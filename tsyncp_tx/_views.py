@@ -19,11 +19,12 @@ from typing import (
     Union,
 )
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail, gatherResults
 
 from ._address import AddressLike
 from ._codecs import JsonCodec
 from ._core import ChannelCore, RetryLike, default_reactor
+from ._errors import EncodeError
 from ._queue import ITEM, RAW, add_timeout, recv_mode
 
 Address = Any
@@ -46,6 +47,8 @@ CONNECTION_OPTIONS = frozenset(
     )
 )
 _MULTI_OPTIONS = frozenset(("limit", "accept_filter", "slow_receiver", "slow_receiver_limit"))
+# Options that only mean something to a channel that receives.
+_RECEIVE_OPTIONS = frozenset(("recv_high_water", "recv_high_water_bytes", "on_decode_error"))
 
 
 class _View:
@@ -307,11 +310,15 @@ class _MultiSending(_Multi):
         @param items: The items.
         @param raw: The items are payload bytes.
         @return: A Deferred firing with the number of peers the last item
-            was handed to.
+            was handed to.  It fails with L{EncodeError} if an item cannot
+            be encoded, and then none is sent.
         """
-        from twisted.internet.defer import gatherResults
-
-        sends = [self._core.send_multi(item, None, None, None, raw) for item in items]
+        core = self._core
+        try:
+            payloads = [core.encode(item, raw) for item in items]
+        except EncodeError as e:
+            return fail(e)
+        sends = [core.send_multi(payload, None, None, None, True) for payload in payloads]
         return gatherResults(sends, consumeErrors=True).addCallbacks(
             lambda counts: counts[-1] if counts else len(self._core.pool),
             lambda f: f.value.subFailure,
@@ -350,10 +357,16 @@ class MultiChannel(_Receiving, _MultiSending):
         return BroadcastSender(self._core), MultiReceiver(self._core)
 
 
-def _check_options(options: Dict[str, Any], allowed: frozenset) -> None:
+def _check_options(options: Dict[str, Any], allowed: frozenset, receives: bool = True) -> None:
     unknown = set(options) - allowed
     if unknown:
         raise TypeError(f"unexpected option(s): {', '.join(sorted(unknown))}")
+    if not receives:
+        unused = _RECEIVE_OPTIONS.intersection(options)
+        if unused:
+            raise TypeError(
+                f"option(s) for receiving on a channel that only sends: {', '.join(sorted(unused))}"
+            )
 
 
 AcceptLike = Union[int, str]
@@ -401,9 +414,15 @@ def open_listening(
     @param reactor: The reactor (C{None}: the global one).
     @param options: Further keyword options, checked here.
     @return: A Deferred firing with the view.
+    @raise TypeError: For an unknown option, or a receiving one on a
+        channel that only sends.
+    @raise ValueError: For an C{accept} that is not a count, or above 1 on
+        a single-peer channel.
     """
-    _check_options(options, CONNECTION_OPTIONS | (frozenset() if single else _MULTI_OPTIONS))
+    _check_options(options, CONNECTION_OPTIONS | (frozenset() if single else _MULTI_OPTIONS), receives)
     accept = accept_count(accept, options.get("limit"))
+    if single and accept > 1:
+        raise ValueError(f"a single-peer channel has one peer: accept must be 0 or 1, not {accept}")
     core = ChannelCore(
         default_reactor(reactor), codec if codec is not None else JsonCodec(), single, receives, **options
     )
@@ -434,9 +453,14 @@ def open_connected(
     @param options: Further keyword options, checked here
         (C{reconnect_policy} besides L{CONNECTION_OPTIONS}).
     @return: A Deferred firing with the view.
+    @raise TypeError: For an unknown option, or a receiving one on a
+        channel that only sends.
+    @raise ValueError: For a C{reconnect_policy} without C{reconnect}.
     """
     reconnect_policy = options.pop("reconnect_policy", None)
-    _check_options(options, CONNECTION_OPTIONS)
+    if reconnect_policy is not None and not reconnect:
+        raise ValueError("reconnect_policy= needs reconnect=True")
+    _check_options(options, CONNECTION_OPTIONS, receives)
     core = ChannelCore(
         default_reactor(reactor), codec if codec is not None else JsonCodec(), True, receives, **options
     )
