@@ -203,6 +203,39 @@ class LineReaderTests(unittest.TestCase):
         self.assertIn("line 3", str(caught.exception))
 
 
+class ThreadedReadsTests(unittest.TestCase):
+    """
+    The daemon-thread reads under L{LineReader}.
+    """
+
+    @as_deferred
+    async def test_cancelled_read_loses_nothing(self) -> None:
+        """
+        A read cancelled while the thread waits for input fails with
+        C{CancelledError}; what the thread then reads goes to the next
+        read, and reading goes on in order.
+        """
+        from twisted.internet import reactor
+        from twisted.internet.defer import CancelledError
+
+        from tsyncp_tx._standalone import _ThreadedReads
+
+        read_end, write_end = os.pipe()
+        self.addCleanup(os.close, read_end)
+        self.addCleanup(os.close, write_end)
+        reads = _ThreadedReads(reactor, read_end)
+        self.addCleanup(reads.stop)
+        first = reads.read()
+        first.cancel()
+        await self.assertFailure(first, CancelledError)
+        os.write(write_end, b"one")
+        await sleep(0.1)  # the thread has read it, for nobody
+        self.assertEqual(await reads.read(), b"one")
+        second = reads.read()
+        os.write(write_end, b"two")
+        self.assertEqual(await second, b"two")
+
+
 class _TTY(io.StringIO):
     def __init__(self, tty: bool) -> None:
         super().__init__()

@@ -21,7 +21,7 @@ import stat
 import threading
 from typing import IO, Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.endpoints import (
     SSL4ServerEndpoint,
     TCP4ServerEndpoint,
@@ -504,15 +504,29 @@ class _ThreadedReads:
         self._requests: "queue.SimpleQueue[bool]" = queue.SimpleQueue()
         self._thread: Optional[threading.Thread] = None
         self._waiting: Optional[Deferred[bytes]] = None
+        self._reading = False  # a read request is with the thread
+        # What the thread read for a call that was cancelled meanwhile:
+        # the next call's, so that cancelling loses no input.
+        self._ahead: Optional[Tuple[bytes, Optional[BaseException]]] = None
 
     def read(self) -> Deferred[bytes]:
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            data, error = ahead
+            return fail(error) if error is not None else succeed(data)
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="tsyncp-input", daemon=True)
             self._thread.start()
-        d: Deferred[bytes] = Deferred()
+        d: Deferred[bytes] = Deferred(self._cancel)
         self._waiting = d
-        self._requests.put(True)
+        if not self._reading:
+            self._reading = True
+            self._requests.put(True)
         return d
+
+    def _cancel(self, d: Deferred[bytes]) -> None:
+        if self._waiting is d:
+            self._waiting = None
 
     def stop(self) -> None:
         if self._thread is not None:
@@ -530,8 +544,10 @@ class _ThreadedReads:
                 return
 
     def _deliver(self, data: bytes, error: Optional[BaseException]) -> None:
+        self._reading = False
         d, self._waiting = self._waiting, None
-        if d is None or d.called:  # cancelled meanwhile
+        if d is None:  # cancelled meanwhile
+            self._ahead = (data, error)
             return
         if error is not None:
             d.errback(Failure(error))

@@ -25,6 +25,7 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 
 from . import barrier, broadcast, mpsc
+from ._core import default_reactor
 from ._standalone import (
     CODEC_NAMES,
     InputError,
@@ -110,11 +111,7 @@ class _StandaloneService(Service):
         @param on_fatal: Called when the service cannot go on (a failed
             write, a lost listening port): C{twistd} passes C{reactor.stop}.
         """
-        if reactor is None:
-            from twisted.internet import reactor as global_reactor
-
-            reactor = global_reactor
-        self.reactor = reactor
+        self.reactor = default_reactor(reactor)
         self._on_fatal = on_fatal
         self._loop: Optional[Deferred[Any]] = None
         self._channels: List[Any] = []
