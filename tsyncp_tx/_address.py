@@ -26,14 +26,21 @@ from twisted.internet.interfaces import (
 
 AddressLike = Union[str, Tuple[str, int], int, IStreamServerEndpoint, IStreamClientEndpoint]
 
-# Endpoint description types recognised before "host:port" parsing, so that
-# "tcp:8000" is a description while "localhost:8000" is a host and port.
-_DESCRIPTION_TYPES = frozenset(
-    ("tcp", "tcp6", "unix", "ssl", "tls", "systemd", "stdio", "tor", "onion", "txtorcon")
+#: Endpoint description types recognised before "host:port" parsing, so
+#: that "tcp:8000" is a description while "localhost:8000" is a host and
+#: port (Twisted's own types and the usual plugins').
+DESCRIPTION_TYPES = frozenset(
+    ("tcp", "tcp6", "unix", "ssl", "tls", "systemd", "stdio", "tor", "onion", "txtorcon", "le", "lets")
 )
 
 
-def _check_port(port: int, address: Any) -> int:
+def check_port(port: int, address: Any) -> int:
+    """
+    @param port: A port number.
+    @param address: The address it came from, for the error.
+    @return: C{port}.
+    @raise ValueError: If it is out of range.
+    """
     if not 0 <= port <= 65535:
         raise ValueError(f"port out of range (0-65535) in address {address!r}")
     return port
@@ -49,12 +56,12 @@ def _split_host_port(text: str) -> Tuple[str, int]:
         )
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
-    return host, _check_port(int(port), text)
+    return host, check_port(int(port), text)
 
 
 def _is_description(text: str) -> bool:
     kind = text.split(":", 1)[0].lower()
-    return ":" in text and kind in _DESCRIPTION_TYPES
+    return ":" in text and kind in DESCRIPTION_TYPES
 
 
 def _is_ipv6(host: str) -> bool:
@@ -86,7 +93,7 @@ def server_endpoint(reactor: Any, address: AddressLike, backlog: int = 128) -> I
     if isinstance(address, bool):
         raise ValueError(f"not an address: {address!r}")
     if isinstance(address, int):
-        port = _check_port(address, address)
+        port = check_port(address, address)
         return TCP4ServerEndpoint(reactor, port, backlog=backlog, interface="127.0.0.1")
     if isinstance(address, str) and _is_description(address):
         return serverFromString(reactor, address)
@@ -118,7 +125,7 @@ def client_endpoint(reactor: Any, address: AddressLike, timeout: float = 30) -> 
     if isinstance(address, bool):
         raise ValueError(f"not an address: {address!r}")
     if isinstance(address, int):
-        port = _check_port(address, address)
+        port = check_port(address, address)
         return TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=timeout)
     if isinstance(address, str) and _is_description(address):
         return clientFromString(reactor, address)
@@ -142,7 +149,7 @@ def _host_port(address: Any) -> Tuple[str, int]:
         host, port = address
         if not isinstance(port, int) or isinstance(port, bool):
             raise ValueError(f"port must be an int in {address!r}")
-        return str(host), _check_port(port, address)
+        return str(host), check_port(port, address)
     if isinstance(address, str):
         return _split_host_port(address)
     raise ValueError(

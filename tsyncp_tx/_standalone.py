@@ -22,15 +22,11 @@ import threading
 from typing import IO, Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.endpoints import (
-    SSL4ServerEndpoint,
-    TCP4ServerEndpoint,
-    TCP6ServerEndpoint,
-    serverFromString,
-)
+from twisted.internet.endpoints import SSL4ServerEndpoint, serverFromString
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.python.failure import Failure
 
+from ._address import DESCRIPTION_TYPES, check_port, server_endpoint
 from ._codecs import CODECS_BY_NAME
 from .errors import ChannelClosed, ConnectionClosed, DecodeError
 
@@ -57,13 +53,6 @@ CODEC_NAMES: Tuple[str, ...] = tuple(sorted(CODECS_BY_NAME))
 #: Interfaces used when a TCP or SSL description names none.
 _LOOPBACK_V4 = "127.0.0.1"
 _LOOPBACK_V6 = "::1"
-
-# Endpoint types that make "TYPE:NUMBER" a description rather than a
-# "host:port" pair (Twisted's own plus the usual plugins').
-_ENDPOINT_TYPES = frozenset(
-    ("tcp", "tcp6", "ssl", "unix", "systemd", "stdio", "tls", "tor", "onion", "txtorcon", "le", "lets")
-)
-
 
 # Addresses
 
@@ -108,22 +97,17 @@ def _value(segment: str) -> str:
     return _unescape(segment[key_part.end():])
 
 
-def _host_port(text: str) -> Optional[Tuple[str, int]]:
+def _is_host_port(text: str) -> bool:
     """
-    Read C{"host:port"} or C{"[v6]:port"}; C{None} if C{text} is not one.
+    Whether C{text} is C{"host:port"} or C{"[v6]:port"} rather than an
+    endpoint description (whose type is known or not).
     """
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or not host:
-        return None
+        return False
     if host.startswith("[") and host.endswith("]"):
-        return host[1:-1], int(port)
-    if ":" in host or host.lower() in _ENDPOINT_TYPES:
-        return None
-    return host, int(port)
-
-
-def _is_ipv6(host: str) -> bool:
-    return ":" in host
+        return True
+    return ":" not in host and host.lower() not in DESCRIPTION_TYPES
 
 
 def listen_endpoint(reactor: Any, text: str) -> IStreamServerEndpoint:
@@ -151,15 +135,9 @@ def listen_endpoint(reactor: Any, text: str) -> IStreamServerEndpoint:
     if not text:
         raise ValueError("empty address")
     if text.isdigit():
-        return TCP4ServerEndpoint(reactor, _port(text), interface=_LOOPBACK_V4)
-    pair = _host_port(text)
-    if pair is not None:
-        host, port = pair
-        if host == "localhost":
-            host = _LOOPBACK_V4
-        if _is_ipv6(host):
-            return TCP6ServerEndpoint(reactor, _port(str(port)), interface=host)
-        return TCP4ServerEndpoint(reactor, _port(str(port)), interface=host)
+        return server_endpoint(reactor, _port(text))  # on 127.0.0.1
+    if _is_host_port(text):
+        return server_endpoint(reactor, text)
     segments = _split_description(text)
     kind = segments[0].lower()
     keys = {_key(s) for s in segments[1:]}
@@ -175,10 +153,7 @@ def listen_endpoint(reactor: Any, text: str) -> IStreamServerEndpoint:
 
 
 def _port(text: str) -> int:
-    port = int(text)
-    if not 0 <= port <= 65535:
-        raise ValueError(f"port {port} is out of range (0-65535)")
-    return port
+    return check_port(int(text), text)
 
 
 def _reason(error: BaseException) -> str:
