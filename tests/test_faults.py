@@ -639,6 +639,22 @@ class TimeoutTests(TestCase):
         self.assertEqual(await rx.recv(), "b")
 
     @as_deferred
+    async def test_recv_many_timeout(self) -> None:
+        """
+        C{recv_many(timeout=)} fails with L{TimeoutError} when no item
+        comes; the items sent afterwards all go to the next call.
+        """
+        rx = await mpsc.receiver_on(LOOPBACK)
+        self.addCleanup(rx.close)
+        tx = await mpsc.sender_to(rx.local_address)
+        self.addCleanup(tx.close)
+        error = await failure_of(rx.recv_many(timeout=0.1), TimeoutError)
+        self.assertEqual((error.operation, error.timeout), ("recv", 0.1))
+        await tx.send_many(["a", "b"])
+        await eventually(lambda: rx.queued == 2)
+        self.assertEqual(await rx.recv_many(timeout=5), ["a", "b"])
+
+    @as_deferred
     async def test_send_timeout_on_paused_transport(self) -> None:
         """
         C{send(timeout=)} on a transport that stays paused fails with

@@ -189,7 +189,11 @@ class _Receiving(_View):
         return d
 
     def recv_many(
-        self, max_items: Optional[int] = None, with_addr: bool = False, raw: bool = False
+        self,
+        max_items: Optional[int] = None,
+        with_addr: bool = False,
+        raw: bool = False,
+        timeout: Optional[float] = None,
     ) -> Deferred[List[Any]]:
         """
         Receive every item already waiting (at least one, waiting for it if
@@ -198,11 +202,16 @@ class _Receiving(_View):
         @param max_items: The most items to return.
         @param with_addr: Items are C{(item, address)} pairs.
         @param raw: Items are payload bytes.
-        @return: A Deferred firing with a non-empty list.
+        @param timeout: Seconds to wait for the first item before failing
+            with L{TimeoutError}; no item is lost.
+        @return: A Deferred firing with a non-empty list; it fails as
+            L{recv} does.
         """
         queue = self._core.queue
         assert queue is not None
-        return queue.get_many(recv_mode(with_addr, raw), max_items)
+        return add_timeout(
+            queue.get_many(recv_mode(with_addr, raw), max_items), timeout, self._core.reactor, "recv"
+        )
 
     @property
     def queued(self) -> int:
