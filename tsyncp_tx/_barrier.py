@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Optional, Union
 
-from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -134,6 +134,8 @@ class Waiter(_SinglePeer):
         self._waits = 0
         # Whether a wait() gave up while the barrier counted this waiter.
         self._owed = False
+        assert core.queue is not None
+        core.queue.on_withdraw = self._gave_up
 
     def wait(self, timeout: Optional[float] = None) -> Deferred[None]:
         """
@@ -168,15 +170,11 @@ class Waiter(_SinglePeer):
                 announced.addErrback(_ignore)
         self._waits += 1
         # BarrierCodec refuses every payload but a release.
-        released = queue.get(ITEM)
-        if not released.called:
-            released.addErrback(self._gave_up)
-        return add_timeout(released, timeout, core.reactor, "wait")
+        return add_timeout(queue.get(ITEM), timeout, core.reactor, "wait")
 
-    def _gave_up(self, failure: Failure) -> Failure:
-        if failure.check(CancelledError):  # cancelled, or timed out
-            self._owed = True
-        return failure
+    def _gave_up(self) -> None:
+        # A wait() was cancelled (or timed out) before its release came.
+        self._owed = True
 
 
 def _ignore(failure: Failure) -> None:

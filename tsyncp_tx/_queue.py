@@ -106,6 +106,8 @@ class ReceiveQueue:
         self._low_water = self.high_water // 2
         self._low_water_bytes = self.high_water_bytes // 2
         self.on_decode_error = on_decode_error
+        #: Called when a waiting get() is cancelled (or times out).
+        self.on_withdraw: Optional[Callable[[], None]] = None
         # [payloads, connection, their total size]; bytes are accounted per
         # batch, released when a batch is used up.
         self._batches: Deque[List[Any]] = deque()
@@ -267,6 +269,8 @@ class ReceiveQueue:
         for entry in self._waiters:
             if entry[0] is d:
                 self._waiters.remove(entry)
+                if self.on_withdraw is not None:
+                    self.on_withdraw()
                 return
 
     def get_nowait(self, mode: int = ITEM) -> Any:
