@@ -345,6 +345,10 @@ class BarrierTests(TestCase):
         first = await self.waiter(b.local_address)
         second = await self.waiter(b.local_address)
         await gatherResults([first.wait(), second.wait()])  # joining counted
+        # A bad timeout is refused before anything is announced.
+        self.assertRaises(ValueError, first.wait, timeout=-1)
+        await sleep(0.05)
+        self.assertEqual(b.waiting, 0)
         await self.assertFailure(first.wait(timeout=0.05), TimeoutError)
         await eventually(lambda: b.waiting == 1)
         await second.wait(timeout=5)  # generation 2 releases both

@@ -1158,6 +1158,79 @@ class ChannelLogicTests(SynchronousTestCase):
         self.failureResultOf(ch.send("late"), ChannelClosed)
         self.failureResultOf(ch.send_many(["late", "too"]), ChannelClosed)
 
+    def test_queued_frames_hold_their_own_size(self) -> None:
+        """
+        Frames waiting for a paused transport take about their queued size
+        in memory: a small payload is held as one object with its header,
+        not as the codec's output (orjson's sits in a buffer of 4 KiB or
+        more, 8 KiB for these 1 KB items).
+        """
+        import tracemalloc
+
+        reactor = MemoryReactorClock()
+        ch = self.successResultOf(
+            channel.channel_on(
+                8000, accept=0, reactor=reactor, codec=JsonCodec(use_orjson=True),
+                send_high_water=1 << 30,
+            )
+        )
+        protocol, _ = fake_peer(reactor, 5006)
+        protocol.pauseProducing()
+        item = {"p": "x" * 1000}
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            sends = [ch.send(item) for _ in range(500)]
+            held = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        self.assertEqual(len(sends), 500)
+        self.assertGreater(protocol.queued_bytes, 500 * 1000)
+        self.assertLess(held, 3 * protocol.queued_bytes)
+
+    def test_bad_timeouts_refused_before_anything_starts(self) -> None:
+        """
+        A C{timeout=} that is negative, infinite, NaN or not a number is
+        refused at once, before the operation is registered: no hidden
+        C{recv()} takes the next item, no send goes out, no C{accept()}
+        claims the next peer.
+        """
+        reactor = MemoryReactorClock()
+        ch = self.successResultOf(channel.channel_on(8000, accept=0, reactor=reactor))
+        for bad, error in (
+            (-1, ValueError), (float("nan"), ValueError), (float("inf"), ValueError),
+            ("1", TypeError), (True, TypeError),
+        ):
+            self.assertRaises(error, ch.accept, 1, timeout=bad)
+            self.assertRaises(error, ch.recv, timeout=bad)
+            self.assertRaises(error, ch.recv_many, timeout=bad)
+            self.assertRaises(error, ch.send, "x", timeout=bad)
+            self.assertRaises(error, ch.close, timeout=bad)
+        accepted = ch.accept(1)
+        protocol, transport = fake_peer(reactor, 5007)
+        self.assertEqual(self.successResultOf(accepted), 1)
+        protocol.dataReceived(b'\x03"a"')
+        self.assertEqual(self.successResultOf(ch.recv()), "a")
+        reactor.advance(0)
+        self.assertEqual(transport.value(), b"")
+        self.assertFalse(ch.closed)
+        self.successResultOf(ch.send("y", timeout=0))  # 0 is a timeout
+
+    def test_bad_settings_refused(self) -> None:
+        """
+        Sizes, counts and C{send_timeout} that cannot work are refused
+        when the channel is made.
+        """
+        for option in (
+            "max_frame_length", "send_high_water", "recv_high_water",
+            "recv_high_water_bytes", "read_size", "send_limit",
+        ):
+            for bad in (0, -1, 1.5, True):
+                error = self.assertRaises(ValueError, channel.channel_on, 8000, **{option: bad})
+                self.assertIn(option, str(error))
+        error = self.assertRaises(ValueError, channel.channel_on, 8000, send_timeout=-1)
+        self.assertIn("send_timeout", str(error))
+
     def test_accept_calls_cancelled(self) -> None:
         """
         Cancelling C{accept()} calls, in any order, gives their claims

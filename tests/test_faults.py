@@ -532,6 +532,39 @@ class ReconnectTests(TestCase):
         self.assertEqual([await rx2.recv(timeout=10) for _ in range(4)], ["A", "B1", "B2", "C"])
 
     @as_deferred
+    async def test_send_from_errback_of_lost_send_waits(self) -> None:
+        """
+        When a reconnecting sender's connection is lost with sends queued
+        on it, those fail with C{ConnectionClosed}; a send made from their
+        errbacks (a retry) waits for the next connection instead of failing
+        at once, so a retry loop neither spins nor loses its item.
+        """
+        address, raw = await listen_raw(self, pause_on_connect=True)
+        tx = await self._sender(address, send_high_water=4 * ITEM)
+        _, stuck = await fill_until_stalled(lambda i: tx.send(pattern(i, ITEM), raw=True))
+        swallow(stuck)
+        stalled = [tx.send(pattern(10_000 + i, 10), raw=True) for i in range(3)]
+        retries: List[Deferred[None]] = []
+
+        def retry(failure: Failure) -> None:
+            failure.trap(ConnectionClosed)
+            retries.append(tx.send(b"retried", raw=True))
+
+        for d in stalled:
+            d.addErrback(retry)
+        assert raw.port is not None
+        await raw.port.stopListening()
+        peer = await raw.first
+        await peer.abort()
+        await eventually(lambda: len(retries) == 3)
+        self.assertFalse(any(d.called for d in retries), "a retry failed at once")
+        rx = await mpsc.receiver_on(f"tcp:{address[1]}:interface=127.0.0.1", codec=RawCodec())
+        self.addCleanup(rx.close)
+        for d in retries:
+            await d
+        self.assertEqual([await rx.recv(timeout=10) for _ in range(3)], [b"retried"] * 3)
+
+    @as_deferred
     async def test_close_fails_backlog(self) -> None:
         """
         Closing a reconnecting sender fails the sends still waiting for the

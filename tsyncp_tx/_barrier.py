@@ -15,7 +15,7 @@ from ._codecs import BarrierCodec
 from ._core import ChannelCore, RetryLike, default_reactor
 from ._pool import call_hook
 from ._protocol import FramedProtocol
-from ._queue import ITEM, add_timeout
+from ._queue import ITEM, add_timeout, check_timeout
 from ._views import CONNECTION_OPTIONS, _check_options, _Multi, _SinglePeer, accept_count
 
 _RELEASE = b"\x00"
@@ -153,7 +153,10 @@ class Waiter(_SinglePeer):
             L{ConnectionClosed} if the barrier goes away, with L{DecodeError}
             (carrying the barrier's address) if it sends anything but a
             release.
+        @raise ValueError: If C{timeout} is negative or not finite
+            (C{TypeError} if it is not a number); nothing is started.
         """
+        check_timeout(timeout)
         core = self._core
         queue = core.queue
         assert queue is not None

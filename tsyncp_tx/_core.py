@@ -39,13 +39,14 @@ from ._errors import (
 from ._codecs import RawCodec
 from ._fired import fired_none
 from ._framing import _CACHED, _HEADER_CACHE, MAX_FRAME_LENGTH, encode_header
-from ._pool import StreamPool, call_hook
-from ._protocol import DEFAULT_SEND_HIGH_WATER, FramedProtocol, address_key
+from ._pool import StreamPool, call_hook, check_count
+from ._protocol import _JOIN_BELOW, DEFAULT_SEND_HIGH_WATER, FramedProtocol, address_key
 from ._queue import (
     DEFAULT_RECV_HIGH_WATER,
     DEFAULT_RECV_HIGH_WATER_BYTES,
     ReceiveQueue,
     add_timeout,
+    check_timeout,
 )
 
 RetryPolicy = Callable[[int, Failure], Optional[float]]
@@ -313,6 +314,9 @@ class ChannelCore:
         slow_receiver: str = "wait",
         slow_receiver_limit: Optional[int] = None,
     ) -> None:
+        check_count("recv_high_water", recv_high_water)
+        check_count("recv_high_water_bytes", recv_high_water_bytes)
+        check_timeout(send_timeout, "send_timeout")
         self.reactor = reactor
         self.codec = codec
         self._encode = codec.encode
@@ -690,6 +694,10 @@ class ChannelCore:
             error2 = SendQueueFull(self.address, self._backlog_bytes, self.send_high_water)
             return fail(error2)
         self._backlog_bytes += size
+        # Held until the peer is back: a small payload in an allocation of
+        # its own size (see FramedProtocol._enqueue).
+        if len(payload) < _JOIN_BELOW:
+            payload = bytes(memoryview(payload))
         return self._hold(self._backlog, partial(self._write_to_peer, header, payload), size, timeout)
 
     def _write_to_peer(self, header: bytes, payload: bytes) -> Deferred[None]:

@@ -48,6 +48,19 @@ def call_hook(log: Logger, hook: Callable[..., Any], *args: Any) -> None:
         log.failure("Unhandled error in {hook!r}", hook=hook)
 
 
+def check_count(name: str, value: Optional[int]) -> None:
+    """
+    Refuse a size or count setting that is not C{None} or an C{int} of at
+    least 1.
+
+    @param name: The setting's name, for the error.
+    @param value: Its value.
+    @raise ValueError: If it is anything else.
+    """
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"{name} must be an int of at least 1, not {value!r}")
+
+
 def _ignore_closed(failure: Failure) -> None:
     # A frame that could not be written because its connection died: the
     # loss itself is reported through on_disconnect.
@@ -115,8 +128,15 @@ class StreamPool:
         @param clock: The reactor the connections schedule writes with
             (default: the global one, looked up when first needed).
         """
-        if limit is not None and limit < 1:
-            raise ValueError(f"limit must be at least 1, not {limit!r}")
+        for name, value in (
+            ("limit", limit),
+            ("max_frame_length", max_frame_length),
+            ("read_size", read_size),
+            ("send_limit", send_limit),
+            ("send_high_water", send_high_water),
+            ("slow_receiver_limit", slow_receiver_limit),
+        ):
+            check_count(name, value)
         if slow_receiver not in SLOW_RECEIVER_POLICIES:
             raise ValueError(
                 f"slow_receiver must be one of {SLOW_RECEIVER_POLICIES}, "

@@ -495,14 +495,18 @@ class FramedProtocol(Protocol):
         self.before_write = None
         queue, self._queue = self._queue, deque()
         self.queued_bytes = 0
+        # The sink forgets this connection before the queued sends fail, so
+        # that a send made from their errbacks goes where sends go now (a
+        # reconnecting channel's backlog) instead of failing at once here.
+        kept = self.kept
+        if kept:
+            self.kept = False
+            self.sink.connection_lost(self, reason)  # type: ignore[union-attr]
         for entry in queue:
             waiting = entry[2]
             if waiting is not None:
                 waiting.errback(Failure(error))
-        if self.kept:
-            self.kept = False
-            self.sink.connection_lost(self, reason)  # type: ignore[union-attr]
-        elif self._join_waiters is not None:  # ended in its TLS handshake
+        if not kept and self._join_waiters is not None:  # ended in its TLS handshake
             self.log.warn(
                 "TLS handshake with {peer} failed: {reason}",
                 peer=describe_address(self.address),
@@ -697,6 +701,11 @@ class FramedProtocol(Protocol):
         size = len(header) + len(payload)
         if not self.has_room:
             return fail(SendQueueFull(self.address, self.queued_bytes, self.send_high_water))
+        if joined is None and len(payload) < _JOIN_BELOW:
+            # A waiting frame keeps what it holds alive: hold one object of
+            # its own size, not a codec's output, which may sit in a much
+            # larger allocation (orjson's does).
+            joined = header + payload
         entry: List[Any] = [joined if joined is not None else (header, payload), size, None]
 
         def cancel(d: Deferred[None]) -> None:

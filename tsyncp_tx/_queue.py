@@ -4,6 +4,8 @@ L{ReceiveQueue}: decoded-on-demand frames waiting for C{recv()} calls.
 
 from __future__ import annotations
 
+import math
+
 from collections import deque
 from functools import partial
 from typing import Any, AsyncIterator, Callable, Deque, List, Optional, Tuple
@@ -36,6 +38,25 @@ def recv_mode(with_addr: bool, raw: bool) -> int:
     @return: One of C{ITEM}, C{ITEM_ADDR}, C{RAW}, C{RAW_ADDR}.
     """
     return (RAW if raw else ITEM) + (1 if with_addr else 0)
+
+
+def check_timeout(timeout: Any, name: str = "timeout") -> None:
+    """
+    Refuse a C{timeout=} that is not C{None} or a finite number of seconds,
+    0 or more: before the operation is registered, so nothing is left
+    waiting behind the error.
+
+    @param timeout: The value given.
+    @param name: The setting's name, for the error.
+    @raise TypeError: If it is not a number.
+    @raise ValueError: If it is negative, infinite or NaN.
+    """
+    if timeout is None:
+        return
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds or None, not {timeout!r}")
+    if not (timeout >= 0 and math.isfinite(timeout)):
+        raise ValueError(f"{name} must be a finite number of seconds, 0 or more, not {timeout!r}")
 
 
 def add_timeout(d: Deferred[Any], timeout: Optional[float], clock: Any, operation: str) -> Deferred[Any]:

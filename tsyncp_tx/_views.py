@@ -25,7 +25,7 @@ from ._address import AddressLike
 from ._codecs import JsonCodec
 from ._core import ChannelCore, RetryLike, default_reactor
 from ._errors import EncodeError
-from ._queue import ITEM, RAW, add_timeout, recv_mode
+from ._queue import ITEM, RAW, add_timeout, check_timeout, recv_mode
 
 Address = Any
 _V = TypeVar("_V", bound="_View")
@@ -75,7 +75,10 @@ class _View:
             By default, C{close} waits as long as the peers keep the TCP
             connection open.
         @return: A Deferred firing once everything is flushed and closed.
+        @raise ValueError: If C{timeout} is negative or not finite
+            (C{TypeError} if it is not a number); nothing is started.
         """
+        check_timeout(timeout)
         return self._core.close(timeout)
 
     @property
@@ -100,7 +103,10 @@ class _View:
         @param n: How many.
         @param timeout: Seconds before failing with L{TimeoutError}.
         @return: A Deferred firing with C{n} once they have joined.
+        @raise ValueError: If C{timeout} is negative or not finite
+            (C{TypeError} if it is not a number); nothing is started.
         """
+        check_timeout(timeout)
         return self._core.accept(n, timeout)
 
     def __repr__(self) -> str:
@@ -147,7 +153,11 @@ class _Sending(_SinglePeer):
             item unencoded, for room.  While a C{reconnect=True} sender is
             away, its backlog past C{send_high_water} fails with
             L{SendQueueFull}.
+        @raise ValueError: If C{timeout} is negative or not finite
+            (C{TypeError} if it is not a number); nothing is started.
         """
+        if timeout is not None:
+            check_timeout(timeout)
         return self._core.send_one(item, timeout, raw)
 
     def send_many(self, items: Sequence[Any], raw: bool = False) -> Deferred[None]:
@@ -181,12 +191,15 @@ class _Receiving(_View):
             single-peer channel's connection is gone and every item that
             arrived before was received; with L{ChannelClosed} after
             L{close}.  Cancelling it loses no item.
+        @raise ValueError: If C{timeout} is negative or not finite
+            (C{TypeError} if it is not a number); nothing is started.
         """
         # recv_mode(with_addr, raw), inlined on the per-item path.
+        if timeout is None:
+            return self._core.queue.get((RAW if raw else ITEM) + with_addr)  # type: ignore[union-attr]
+        check_timeout(timeout)
         d = self._core.queue.get((RAW if raw else ITEM) + with_addr)  # type: ignore[union-attr]
-        if timeout is not None:
-            add_timeout(d, timeout, self._core.reactor, "recv")
-        return d
+        return add_timeout(d, timeout, self._core.reactor, "recv")
 
     def recv_many(
         self,
@@ -206,7 +219,10 @@ class _Receiving(_View):
             with L{TimeoutError}; no item is lost.
         @return: A Deferred firing with a non-empty list; it fails as
             L{recv} does.
+        @raise ValueError: If C{timeout} is negative or not finite
+            (C{TypeError} if it is not a number); nothing is started.
         """
+        check_timeout(timeout)
         queue = self._core.queue
         assert queue is not None
         return add_timeout(
@@ -309,7 +325,11 @@ class _MultiSending(_Multi):
             handed to.  With the default C{slow_receiver="wait"} policy it
             waits for the slowest peer's transport.  A peer lost meanwhile
             is not counted; its loss goes to C{on_disconnect}.
+        @raise ValueError: If C{timeout} is negative or not finite
+            (C{TypeError} if it is not a number); nothing is started.
         """
+        if timeout is not None:
+            check_timeout(timeout)
         return self._core.send_multi(item, to, filter, timeout, raw)
 
     def send_many(self, items: Sequence[Any], raw: bool = False) -> Deferred[int]:
