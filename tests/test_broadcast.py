@@ -10,7 +10,8 @@ from typing import Any, List
 from twisted.internet import reactor as global_reactor
 from twisted.internet.defer import gatherResults
 from twisted.internet.endpoints import TCP4ClientEndpoint
-from twisted.trial.unittest import TestCase
+from twisted.internet.testing import MemoryReactorClock
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tsyncp_tx import broadcast
 from tsyncp_tx.errors import ConnectError, ConnectionClosed
@@ -20,6 +21,7 @@ from .test_channel import (
     CountingCodec,
     RecordingServerEndpoint,
     capture_logs,
+    fake_peer,
     free_port,
     logged,
     run,
@@ -273,3 +275,42 @@ class BroadcastTests(TestCase):
         self.addCleanup(senders[0].close)
         await senders[0].send("late")
         self.assertEqual(await rx.recv(), "late")
+
+
+class BroadcastLogicTests(SynchronousTestCase):
+    """
+    Broadcast bookkeeping driven by hand with C{MemoryReactorClock} and
+    string transports.
+    """
+
+    def test_timed_out_send_that_some_receivers_have_is_not_withdrawn(self) -> None:
+        """
+        A send that times out waiting for one receiver's transport, after
+        another receiver's transport took it, fails with C{TimeoutError}
+        but stays queued for the slow receiver: both get the same items in
+        order.  One that no receiver has yet is withdrawn from all.
+        """
+        from tsyncp_tx.codecs import RawCodec
+        from tsyncp_tx.errors import TimeoutError
+
+        reactor = MemoryReactorClock()
+        tx = self.successResultOf(
+            broadcast.sender_on(8000, accept=0, reactor=reactor, codec=RawCodec())
+        )
+        fast, fast_transport = fake_peer(reactor, 5001)
+        slow, slow_transport = fake_peer(reactor, 5002)
+        slow.pauseProducing()
+        partial = tx.send(b"a", timeout=1)
+        reactor.advance(1)
+        self.failureResultOf(partial, TimeoutError)
+        fast.pauseProducing()
+        nobody = tx.send(b"b", timeout=1)
+        reactor.advance(1)
+        self.failureResultOf(nobody, TimeoutError)
+        fast.resumeProducing()
+        slow.resumeProducing()
+        self.assertEqual(self.successResultOf(tx.send(b"c")), 2)
+        reactor.advance(0)
+        self.assertEqual(fast_transport.value(), b"\x01a\x01c")
+        self.assertEqual(slow_transport.value(), b"\x01a\x01c")
+

@@ -394,7 +394,9 @@ class StreamPool:
             was handed to or queued for; already fired unless a transport
             pushed back.  A connection lost meanwhile is not counted (its
             loss goes to C{on_disconnect}).  Cancelling it withdraws the
-            frame from every queue it still waits in.  It fails at once with
+            frame from every queue it still waits in, as long as no
+            recipient has it yet; once one has, it stays queued for the
+            others, so that every recipient gets the same frames.  It fails at once with
             L{SendQueueFull}, nothing written anywhere, if a recipient's
             queue is full (C{"wait"} policy).
         @raise FrameTooLarge: If the payload exceeds C{max_frame_length};
@@ -590,8 +592,11 @@ def _count_written(count: int, pending: List[Deferred[None]]) -> Deferred[int]:
     state: Dict[str, Any] = {"count": count, "left": len(pending), "error": None}
 
     def cancel(_: Deferred[int]) -> None:
-        for waiting in pending:
-            waiting.cancel()
+        # Withdrawn only while no recipient has the frame: taking it back
+        # from some after others got it would make their streams differ.
+        if state["count"] == 0:
+            for waiting in pending:
+                waiting.cancel()
 
     result: Deferred[int] = Deferred(cancel)
 

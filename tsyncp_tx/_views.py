@@ -319,7 +319,9 @@ class _MultiSending(_Multi):
         @param filter: Send only to the peers whose address it accepts.
         @param timeout: Seconds before a waiting send fails with
             L{TimeoutError}, withdrawing the item from the queues it still
-            waits in.
+            waits in if no peer has it yet; if one has, it stays queued for
+            the others (every peer gets the same items): do not send it
+            again.
         @param raw: Send C{item} (C{bytes}) unencoded.
         @return: A Deferred firing with the number of peers the item was
             handed to.  With the default C{slow_receiver="wait"} policy it
