@@ -389,6 +389,34 @@ class CommandTests(unittest.TestCase):
         self.assertFailed(await self.tsyncp("send", address, "1").finish(), b"cannot connect")
 
     @as_deferred
+    async def test_send_refused_bare_port(self) -> None:
+        """
+        A bare port means 127.0.0.1, and the message says so.
+        """
+        rx = await self.receiver()
+        port = rx.local_address[1]
+        await rx.close()
+        self.assertFailed(
+            await self.tsyncp("send", str(port), "1").finish(),
+            f"cannot connect to 127.0.0.1:{port}".encode(),
+        )
+
+    @as_deferred
+    async def test_listen_on_a_port_in_use(self) -> None:
+        """
+        C{recv --listen} and C{release} on a port already held: status 1
+        and the plugin's wording, C{cannot listen on ADDR: ...}.
+        """
+        rx = await self.receiver()
+        address = self.addr(rx)
+        for args in (("recv", "--listen", address), ("release", address, "--waiters", "1")):
+            self.assertFailed(
+                await self.tsyncp(*args).finish(),
+                f"cannot listen on {address}: ".encode(),
+                b"in use",
+            )
+
+    @as_deferred
     async def test_send_retry(self) -> None:
         """
         With C{--retry}, C{send} keeps trying until the receiver listens.

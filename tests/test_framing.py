@@ -286,6 +286,29 @@ class CapturedFrameTests(SynchronousTestCase):
         self.assertEqual(FrameDecoder().feed(frame), [b"\x00"])
 
 
+class ErrorHierarchyTests(SynchronousTestCase):
+    """
+    The framing errors are tsyncp_tx errors like the others.
+    """
+
+    def test_framing_errors_are_tsyncp_errors(self) -> None:
+        """
+        C{except TsyncpError} catches C{FrameTooLarge} (an oversized
+        C{send()}) and C{FramingError}, as the guide says of every error
+        the library raises on its own account.
+        """
+        from tsyncp_tx.errors import FrameTooLarge, FramingError, TsyncpError
+
+        self.assertTrue(issubclass(FramingError, TsyncpError))
+        self.assertTrue(issubclass(FrameTooLarge, FramingError))
+        try:
+            encode_frame(b"x" * 11, max_frame_length=10)
+        except TsyncpError as e:
+            self.assertIsInstance(e, FrameTooLarge)
+        else:
+            self.fail("no error")
+
+
 class EncoderTests(SynchronousTestCase):
     """
     C{encode_frame} and C{encode_frames}.

@@ -21,7 +21,7 @@ from typing import Any, Callable, Coroutine, Dict, List, Optional, Sequence
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.defer import TimeoutError as DeferredTimeoutError
-from twisted.internet.error import ConnectionDone
+from twisted.internet.error import CannotListenError, ConnectionDone
 from twisted.python.failure import Failure
 
 from . import __version__, barrier, broadcast, mpsc
@@ -333,6 +333,9 @@ def _message(failure: Failure, args: argparse.Namespace) -> str:
     if failure.check(CancelledError):
         return "interrupted"
     error = failure.value
+    if isinstance(error, CannotListenError):
+        # As the plugin words it.
+        return f"cannot listen on {args.addr}: " + " ".join(str(error).split())
     if isinstance(error, OSError) and error.strerror:
         text = f"{error.strerror}: {error.filename}" if error.filename else error.strerror
     elif isinstance(error, (TsyncpError, CommandError, InputError, ValueError)):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from ._framing import FrameTooLarge, FramingError
+from ._framing import FrameTooLarge, FramingError, TsyncpError
 
 __all__ = [
     "ChannelClosed",
@@ -54,12 +54,6 @@ def describe_address(address: Any) -> str:
             return f"[{host}]:{port}"
         return f"{host}:{port}"
     return str(address)
-
-
-class TsyncpError(Exception):
-    """
-    Base class of the errors tsyncp_tx raises on its own account.
-    """
 
 
 class EncodeError(TsyncpError):
@@ -183,8 +177,12 @@ class ConnectError(TsyncpError):
 
     def __str__(self) -> str:
         tries = "attempt" if self.attempts == 1 else "attempts"
+        # A bare port number means 127.0.0.1: say where that is.
+        where = self.address
+        if isinstance(where, int) and not isinstance(where, bool):
+            where = ("127.0.0.1", where)
         return (
-            f"cannot connect to {describe_address(self.address)} "
+            f"cannot connect to {describe_address(where)} "
             f"({self.attempts} {tries}): {self.reason}"
         )
 

@@ -23,7 +23,16 @@ MAX_FRAME_LENGTH = 8 * 1024 * 1024
 MAX_HEADER_LENGTH = (1 << 29) - 1
 
 
-class FramingError(Exception):
+class TsyncpError(Exception):
+    """
+    Base class of the errors tsyncp_tx raises on its own account.
+
+    (Defined here, in the module that imports nothing else of the
+    package, because the frame errors below are among them.)
+    """
+
+
+class FramingError(TsyncpError):
     """
     The byte stream does not follow the frame format.
 
