@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
 from typing import Any, List, Optional, Sequence, Tuple
@@ -49,11 +50,12 @@ def _asyncio_reactor() -> bool:
     return "asyncio" in type(reactor).__module__
 
 
-def twistd_args(*args: str) -> List[str]:
+def twistd_args(*args: str, foreground: bool = True) -> List[str]:
     """
     Arguments (after the Python executable) running C{twistd -n} in the
     foreground, without a pid file, logging to standard output, on the
-    reactor the tests run on.
+    reactor the tests run on; without C{-n} and C{--pidfile=} if not
+    C{foreground} (the caller gives its own options).
     """
     script = _script("twistd")
     prefix = (
@@ -62,7 +64,7 @@ def twistd_args(*args: str) -> List[str]:
         else ["-c", "import sys; sys.argv[0] = 'twistd'; from twisted.scripts.twistd import run; run()"]
     )
     reactor = ["--reactor=asyncio"] if _asyncio_reactor() else []
-    return prefix + reactor + ["-n", "--pidfile=", *args]
+    return prefix + reactor + (["-n", "--pidfile="] if foreground else []) + list(args)
 
 
 def tsyncp_args(*args: str) -> List[str]:
@@ -806,6 +808,48 @@ class TwistdTests(ServiceTestsMixin, unittest.TestCase):
         status, out, err = await child.finish()
         self.assertEqual(status, 0, (out, err))
         self.assertIn(b"source done: sent 100 item(s)", out)
+
+    @as_deferred
+    async def test_source_child_bad_line_fails(self) -> None:
+        """
+        A source whose input has a bad line logs why and exits with status
+        1, so that scripts and supervisors see the failure.
+        """
+        path = os.path.join(self.tempdir(), "in.jsonl")
+        with open(path, "w") as f:
+            f.write('{"n": 1}\n{oops\n')
+        child = self.twistd("tsyncp", "source", "--listen", "tcp:0", "--input", path)
+        match = await child.wait_for(rb"source listening on 127\.0\.0\.1:(\d+)")
+        rx = await broadcast.receiver_to(("127.0.0.1", int(match.group(1))))
+        self.addCleanup(rx.close)
+        status, out, err = await child.finish()
+        self.assertEqual(status, 1, (out, err))
+        self.assertIn(b"line 2", out + err)
+        self.assertNotIn(b"Traceback", out + err)
+
+    @as_deferred
+    async def test_standard_streams_need_foreground(self) -> None:
+        """
+        C{--output -} and C{--input -} are refused when twistd would
+        daemonize (its standard streams would be /dev/null), before it
+        does.
+        """
+        directory = self.tempdir()
+        pidfile = os.path.join(directory, "twistd.pid")
+
+        def no_daemon_left() -> None:
+            if os.path.exists(pidfile):  # it daemonized after all: stop it
+                with open(pidfile) as f:
+                    os.kill(int(f.read()), signal.SIGKILL)
+
+        self.addCleanup(no_daemon_left)
+        for sub in (["sink", "--output", "-"], ["source", "--input", "-"]):
+            args = ["--pidfile", pidfile, "--logfile", os.path.join(directory, "log"),
+                    "tsyncp", *sub, "--listen", "tcp:0"]
+            status, out, err = await Child(self, twistd_args(*args, foreground=False)).finish()
+            self.assertNotEqual(status, 0)
+            self.assertIn(f"--{sub[1][2:]} - needs twistd -n".encode(), out + err)
+            self.assertFalse(os.path.exists(pidfile))
 
     @as_deferred
     async def test_source_child_stdin(self) -> None:

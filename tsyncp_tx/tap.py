@@ -14,6 +14,8 @@ See C{docs/cli.md}.
 
 from __future__ import annotations
 
+import atexit
+import os
 import sys
 from typing import Any, Callable, List, Optional
 
@@ -562,6 +564,36 @@ def _stop_reactor() -> None:
         reactor.stop()  # type: ignore[attr-defined]
 
 
+def _fail_and_stop_reactor() -> None:
+    # twistd gives a service no say in its exit status (it exits with 0
+    # after reactor.stop()): exit with 1 once twistd has finished its own
+    # shutdown (pid file removed, log closed), so that scripts and
+    # supervisors (systemd's Restart=on-failure) see the failure.
+    atexit.register(_exit_failed)
+    _stop_reactor()
+
+
+def _exit_failed() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    os._exit(1)
+
+
+def _no_standard_stream_when_daemon(options: usage.Options, name: str) -> None:
+    """
+    Refuse C{--input -} / C{--output -} when twistd is going to daemonize:
+    a daemon's standard streams are /dev/null.
+    """
+    server = getattr(getattr(options, "parent", None), "parent", None)
+    if options[name] == "-" and server is not None and not server.get("nodaemon", True):
+        raise usage.UsageError(
+            f"--{name} - needs twistd -n: a daemon has no standard {name}"
+        )
+
+
 _LISTEN_HELP = "Where to listen: PORT, HOST:PORT or a server endpoint description (tcp:, unix:, ssl:...)."
 
 
@@ -594,7 +626,7 @@ class BarrierOptions(usage.Options):
         """
         @return: The service.
         """
-        return BarrierService(self.endpoint, self["listen"], self["parties"], on_fatal=_stop_reactor)
+        return BarrierService(self.endpoint, self["listen"], self["parties"], on_fatal=_fail_and_stop_reactor)
 
 
 class SinkOptions(usage.Options):
@@ -624,6 +656,7 @@ class SinkOptions(usage.Options):
         _codec(self)
         if not self["output"]:
             raise usage.UsageError("--output is required (a file path, or - for standard output)")
+        _no_standard_stream_when_daemon(self, "output")
         self.endpoint = _endpoint(self, "listen")
 
     def make_service(self) -> IService:
@@ -632,7 +665,7 @@ class SinkOptions(usage.Options):
         """
         return SinkService(
             self.endpoint, self["listen"], self["codec"], self["output"], bool(self["fsync"]),
-            on_fatal=_stop_reactor,
+            on_fatal=_fail_and_stop_reactor,
         )
 
 
@@ -663,6 +696,7 @@ class SourceOptions(usage.Options):
         self["receivers"] = _positive_int(self, "receivers")
         if not self["input"]:
             raise usage.UsageError("--input is required (a file path, or - for standard input)")
+        _no_standard_stream_when_daemon(self, "input")
         self.endpoint = _endpoint(self, "listen")
 
     def make_service(self) -> IService:
@@ -671,7 +705,7 @@ class SourceOptions(usage.Options):
         """
         return SourceService(
             self.endpoint, self["listen"], self["codec"], self["input"], self["receivers"],
-            on_done=_stop_reactor, on_fatal=_stop_reactor,
+            on_done=_stop_reactor, on_fatal=_fail_and_stop_reactor,
         )
 
 
@@ -708,7 +742,7 @@ class RelayOptions(usage.Options):
         """
         return RelayService(
             self.endpoint_in, self["listen-in"], self.endpoint_out, self["listen-out"],
-            self["receivers"], on_fatal=_stop_reactor,
+            self["receivers"], on_fatal=_fail_and_stop_reactor,
         )
 
 
