@@ -902,8 +902,10 @@ class BadInputTests(TestCase):
     async def test_on_decode_error_hook(self) -> None:
         """
         With C{on_decode_error=}, a bad payload goes to the hook (with the
-        peer's address) and C{recv()} returns the next good item.
+        peer's address), and only there (nothing is logged: the hook's
+        owner decides), and C{recv()} returns the next good item.
         """
+        log = LogCapture(self)
         errors: List[DecodeError] = []
         rx, good, lost = await self._receiver(on_decode_error=errors.append)
         raw = await connect_raw(self, rx.local_address)
@@ -912,6 +914,7 @@ class BadInputTests(TestCase):
         self.assertEqual(len(errors), 1)
         self.assertEqual(errors[0].address, raw.address)
         self.assertEqual(errors[0].payload, b"nope")
+        self.assertEqual(log.matching("nope"), [])
 
     @as_deferred
     async def test_frame_at_send_only_listener(self) -> None:

@@ -240,9 +240,10 @@ class ReceiveQueue:
         return wrapped
 
     def _bad_payload(self, error: DecodeError) -> Any:
-        self.log.warn("{error}", error=str(error))
         if self.on_decode_error is None:
+            self.log.warn("{error}", error=str(error))
             raise error
+        # The hook has it: it logs, or not, as its owner wants.
         call_hook(self.log, self.on_decode_error, error)
         return _SKIPPED
 
