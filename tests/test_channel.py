@@ -436,6 +436,7 @@ class ConstructorTests(TestCase):
         for make in (channel.channel_on, spsc.receiver_on, spsc.sender_on):
             error = self.assertRaises(ValueError, make, LOOPBACK, accept=2)
             self.assertIn("accept must be 0 or 1", str(error))
+        self.assertRaises(ValueError, mpsc.receiver_on, LOOPBACK, accept=True)
 
 
 class AddressFormTests(TestCase):

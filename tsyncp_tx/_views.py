@@ -417,7 +417,7 @@ def accept_count(accept: AcceptLike, limit: Optional[int]) -> int:
         if limit is None:
             raise ValueError('accept="limit" needs limit=')
         return limit
-    if not isinstance(accept, int) or accept < 0:
+    if isinstance(accept, bool) or not isinstance(accept, int) or accept < 0:
         raise ValueError(f"accept must be a non-negative int or 'limit', not {accept!r}")
     return accept
 
