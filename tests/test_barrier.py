@@ -449,7 +449,9 @@ class BarrierLogicTests(SynchronousTestCase):
     def test_release_that_cannot_be_sent_is_logged(self) -> None:
         """
         An automatic release that a waiter's full queue refuses is logged
-        with its generation, not dropped unseen.
+        with its generation and not counted: nobody is released, the
+        waiter still waits, and its next arrival is released once its
+        queue has drained.
         """
         from tsyncp_tx.errors import SendQueueFull
 
@@ -464,8 +466,11 @@ class BarrierLogicTests(SynchronousTestCase):
         self.assertEqual(self.flushLoggedErrors(SendQueueFull), [])
         p.dataReceived(RELEASE_FRAME)  # generation 3: the queue is full
         self.assertEqual(len(self.flushLoggedErrors(SendQueueFull)), 1)
-        self.assertEqual(b.generation, 3)
+        self.assertEqual((b.generation, b.waiting), (2, 1))
         self.assertTrue(logged(logs, "generation 3"), logs)
+        p.resumeProducing()
+        p.dataReceived(RELEASE_FRAME)
+        self.assertEqual((b.generation, b.waiting), (3, 0))
 
     def test_bad_frame_aborts(self) -> None:
         """

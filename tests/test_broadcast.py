@@ -302,15 +302,40 @@ class BroadcastLogicTests(SynchronousTestCase):
         slow.pauseProducing()
         partial = tx.send(b"a", timeout=1)
         reactor.advance(1)
-        self.failureResultOf(partial, TimeoutError)
+        self.assertFalse(self.failureResultOf(partial, TimeoutError).value.withdrawn)
         fast.pauseProducing()
         nobody = tx.send(b"b", timeout=1)
         reactor.advance(1)
-        self.failureResultOf(nobody, TimeoutError)
+        self.assertTrue(self.failureResultOf(nobody, TimeoutError).value.withdrawn)
         fast.resumeProducing()
         slow.resumeProducing()
         self.assertEqual(self.successResultOf(tx.send(b"c")), 2)
         reactor.advance(0)
         self.assertEqual(fast_transport.value(), b"\x01a\x01c")
         self.assertEqual(slow_transport.value(), b"\x01a\x01c")
+
+    def test_cancelled_send_that_some_receivers_have(self) -> None:
+        """
+        Cancelling a broadcast that one receiver's transport took fails it
+        with C{NotWithdrawn} (a C{CancelledError}), and the other receiver
+        still gets it.
+        """
+        from twisted.internet.defer import CancelledError
+
+        from tsyncp_tx.codecs import RawCodec
+        from tsyncp_tx.errors import NotWithdrawn
+
+        reactor = MemoryReactorClock()
+        tx = self.successResultOf(
+            broadcast.sender_on(8000, accept=0, reactor=reactor, codec=RawCodec())
+        )
+        _, fast_transport = fake_peer(reactor, 5001)
+        slow, slow_transport = fake_peer(reactor, 5002)
+        slow.pauseProducing()
+        d = tx.send(b"a")
+        d.cancel()
+        self.assertIsInstance(self.failureResultOf(d, CancelledError).value, NotWithdrawn)
+        slow.resumeProducing()
+        reactor.advance(0)
+        self.assertEqual((fast_transport.value(), slow_transport.value()), (b"\x01a", b"\x01a"))
 

@@ -1009,6 +1009,40 @@ class RetryTests(TestCase):
             self.assertIsInstance(error.reason, ConnectionRefusedError)
 
     @as_deferred
+    async def test_endpoint_failing_at_once_reconnecting(self) -> None:
+        """
+        With C{reconnect=True}, an endpoint whose C{connect()} fails at
+        once (a host name that cannot be one) is retried per C{retry=} and
+        fails the constructor with C{ConnectError}.
+        """
+        error = await self.assertFailure(
+            channel.channel_to("bad host name:8000", reconnect=True, retry=(0.01, 2)), ConnectError
+        )
+        self.assertEqual(error.attempts, 3)
+
+    @as_deferred
+    async def test_raising_policy_gives_up(self) -> None:
+        """
+        A retry policy that raises gives up: the constructor fails with
+        C{ConnectError} carrying the policy's error, with and without
+        C{reconnect=True}.
+        """
+        port = free_port()
+
+        def policy(attempt: int, failure: Failure) -> Optional[float]:
+            if attempt == 2:
+                raise RuntimeError("policy bug")
+            return 0.01
+
+        for reconnect in (False, True):
+            error = await self.assertFailure(
+                channel.channel_to(port, retry=policy, reconnect=reconnect), ConnectError
+            )
+            self.assertEqual(error.attempts, 2)
+            self.assertIsInstance(error.reason, RuntimeError)
+            self.assertIn("policy bug", str(error))
+
+    @as_deferred
     async def test_deadline_policy_reconnecting(self) -> None:
         """
         A policy that gives up after a deadline, given to a
@@ -1116,11 +1150,13 @@ class ChannelLogicTests(SynchronousTestCase):
         reactor.advance(0)  # small frames of one turn are written together
         self.assertEqual(transport.value(), b"\x05[1,2]")
 
-    def _paused_peer(self, reactor: MemoryReactorClock) -> Tuple[channel.Channel, Any]:
+    def _paused_peer(
+        self, reactor: MemoryReactorClock, codec: Any = None
+    ) -> Tuple[channel.Channel, Any]:
         # A channel whose only peer's transport pushes back, with a queue
         # that one 20-character item fills.
         ch = self.successResultOf(
-            channel.channel_on(8000, accept=0, reactor=reactor, send_high_water=10)
+            channel.channel_on(8000, accept=0, reactor=reactor, send_high_water=10, codec=codec)
         )
         protocol, _ = fake_peer(reactor, 5003)
         protocol.pauseProducing()
@@ -1133,10 +1169,12 @@ class ChannelLogicTests(SynchronousTestCase):
         none is started afterwards, nothing is left unhandled.
         """
         reactor = MemoryReactorClock()
-        ch, protocol = self._paused_peer(reactor)
+        codec = CountingCodec()
+        ch, protocol = self._paused_peer(reactor, codec)
         queued = ch.send("x" * 20)
         first, second, third = ch.send("a"), ch.send("b"), ch.send("c")
         self.assertNoResult(first)
+        self.assertEqual(codec.encoded, 1)  # waiting sends are encoded when started
         closing: List[Deferred[None]] = []
         first.addCallback(lambda _: closing.append(ch.close()))
         protocol.resumeProducing()
@@ -1145,6 +1183,7 @@ class ChannelLogicTests(SynchronousTestCase):
         self.assertEqual(len(closing), 1)
         self.failureResultOf(second, ChannelClosed)
         self.failureResultOf(third, ChannelClosed)
+        self.assertEqual(codec.encoded, 2, "a send failed by close() was started")
 
     def test_send_after_close_with_full_queue(self) -> None:
         """
@@ -1256,6 +1295,20 @@ class ChannelLogicTests(SynchronousTestCase):
         later = hub.accept(1)
         fake_peer(reactor, 5005)
         self.assertEqual(self.successResultOf(later), 1)
+
+    def test_close_fails_accepts_one_cancelling_another(self) -> None:
+        """
+        C{close()} fails every waiting C{accept()} with C{ChannelClosed},
+        also when one's errback cancels another.
+        """
+        from tsyncp_tx import multi_channel
+
+        reactor = MemoryReactorClock()
+        hub = self.successResultOf(multi_channel.channel_on(8000, accept=0, reactor=reactor))
+        first, second = hub.accept(1), hub.accept(1)
+        first.addErrback(lambda _: second.cancel())
+        hub.close()
+        self.failureResultOf(second, CancelledError)
 
     def test_lost_connection_reason(self) -> None:
         """

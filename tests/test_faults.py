@@ -532,6 +532,25 @@ class ReconnectTests(TestCase):
         self.assertEqual([await rx2.recv(timeout=10) for _ in range(4)], ["A", "B1", "B2", "C"])
 
     @as_deferred
+    async def test_cancel_from_backlog_callback(self) -> None:
+        """
+        A backlogged send cancelled from the callback of one before it,
+        once the sender has reconnected and written both: it was sent, and
+        its Deferred says so (no C{CancelledError} for a delivered item).
+        """
+        rx1 = await self._listen()
+        port = rx1.local_address[1]
+        tx = await self._sender(rx1.local_address)
+        await rx1.close()
+        await eventually(lambda: not tx.connected)
+        first, second = tx.send("A"), tx.send("B")
+        first.addCallback(lambda _: second.cancel())
+        rx2 = await self._listen(port)
+        await first
+        self.assertIsNone(await second)
+        self.assertEqual([await rx2.recv(timeout=10) for _ in range(2)], ["A", "B"])
+
+    @as_deferred
     async def test_send_from_errback_of_lost_send_waits(self) -> None:
         """
         When a reconnecting sender's connection is lost with sends queued

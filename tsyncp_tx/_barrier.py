@@ -66,22 +66,28 @@ class Barrier(_Multi):
         """
         Release every connected waiter now.
 
-        @return: A Deferred firing with the number released.
+        @return: A Deferred firing with the number released.  It fails with
+            L{SendQueueFull} if a waiter's queue of unwritten frames is
+            full; then nobody is released and every waiter still waits.
         """
         return self._release(None)
 
     def _release(self, addresses: Optional[List[Any]]) -> Deferred[int]:
+        if self._core.closed:
+            return succeed(0)
         pool = self._core.pool
         targets = pool.members(addresses)
+        d = pool.broadcast(_RELEASE, targets)
+        if d.called and isinstance(d.result, Failure):
+            # Refused before anything was written (a waiter's queue is
+            # full): nobody is released, and the waiters still wait.
+            return d
         released = [c.address for c in targets]
         for address in released:
             self._waiting.pop(address, None)
-        if self._core.closed:
-            return succeed(0)
         # No log event per generation: one costs more than the rest of a
         # release (on_release tells whoever wants to know).
         self._generation += 1
-        d = pool.broadcast(_RELEASE, targets)
         if self._on_release is not None:
             call_hook(self.log, self._on_release, self._generation, released)
         return d
@@ -108,10 +114,12 @@ class Barrier(_Multi):
         if self.parties is not None and len(self._waiting) >= self.parties:
             released = self._release(list(self._waiting))
             # Nobody else holds this Deferred: a release that could not be
-            # sent (a waiter's queue full) is logged, not lost.  A callback
-            # on one that already fired would cost every generation.
-            if not released.called or isinstance(released.result, Failure):
+            # sent (a waiter's queue full) is logged.  A callback on one
+            # that already fired would cost every generation.
+            if not released.called:
                 released.addErrback(self._release_failed, self._generation)
+            elif isinstance(released.result, Failure):  # refused: not counted
+                released.addErrback(self._release_failed, self._generation + 1)
 
     def _release_failed(self, failure: Failure, generation: int) -> None:
         self.log.failure(
@@ -156,7 +164,8 @@ class Waiter(_SinglePeer):
         @raise ValueError: If C{timeout} is negative or not finite
             (C{TypeError} if it is not a number); nothing is started.
         """
-        check_timeout(timeout)
+        if timeout is not None:
+            check_timeout(timeout)
         core = self._core
         queue = core.queue
         assert queue is not None

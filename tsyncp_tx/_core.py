@@ -142,7 +142,7 @@ def _connect(
         if failure.check(CancelledError):
             result.errback(failure)
             return
-        delay = policy(state["attempt"], failure)
+        delay, failure = _consult(policy, state["attempt"], failure)
         if delay is None:
             error = failure.value if failure.value is not None else Exception("connection failed")
             result.errback(Failure(ConnectError(address, state["attempt"], error)))
@@ -151,6 +151,19 @@ def _connect(
 
     attempt()
     return result
+
+
+def _consult(policy: RetryPolicy, attempt: int, failure: Failure) -> Tuple[Optional[float], Failure]:
+    """
+    Ask a retry policy how long to wait before the next attempt.
+
+    @return: The delay, or C{None} to give up, and the failure to give up
+        with: the attempt's, or the policy's own error if it raised.
+    """
+    try:
+        return policy(attempt, failure), failure
+    except Exception:
+        return None, Failure()
 
 
 class _WaitingSend:
@@ -192,7 +205,8 @@ class _WaitingSend:
         C{send()}.
         """
         assert self.started is not None
-        self.started.chainDeferred(self.deferred)
+        if not self.deferred.called:  # reported already (see _hold)
+            self.started.chainDeferred(self.deferred)
 
 
 # What a reconnecting channel's retry policy tells ClientService once the
@@ -505,7 +519,7 @@ class ChannelCore:
             initial["attempts"] += 1
             failure = recorder.last_failure
             assert failure is not None  # a connection attempt failed
-            delay = policy(initial["attempts"], failure)
+            delay, failure = _consult(policy, initial["attempts"], failure)
             if delay is None:
                 initial["gave_up"] = failure
                 # Not from inside ClientService's state change: the
@@ -517,9 +531,11 @@ class ChannelCore:
 
         service = ClientService(recorder, self.pool.factory(), retryPolicy=service_policy, clock=self.reactor)
         self._service = service
-        service.startService()
+        # Before starting: an endpoint that fails at once consults the
+        # policy from inside startService().
         d: Deferred[Any] = service.whenConnected()
         self._connecting = d
+        service.startService()
 
         def failed(failure: Failure) -> Any:
             gave_up = initial["gave_up"]
@@ -731,8 +747,15 @@ class ChannelCore:
         entry = _WaitingSend(start, size)
 
         def cancel(_: Deferred[Any]) -> None:
-            if entry.started is not None:
-                entry.started.cancel()
+            started = entry.started
+            if started is not None:
+                if started.called:
+                    # Written, its outcome not passed on yet (a backlog
+                    # flush writes every frame before reporting any): the
+                    # send took place, and says so.
+                    entry.report()
+                    return
+                started.cancel()
             elif entry in waiting:
                 waiting.remove(entry)
                 self._backlog_bytes -= entry.size  # 0 unless backlogged
@@ -843,9 +866,11 @@ class ChannelCore:
         room_waiters, self._room_waiters = self._room_waiters, deque()
         while room_waiters:
             room_waiters.popleft().deferred.errback(Failure(ChannelClosed()))
-        waiters, self._accept_waiters = self._accept_waiters, []
-        for waiter in waiters:
-            waiter.deferred.errback(Failure(ChannelClosed()))
+        # The live list, in place: an errback may cancel a later accept(),
+        # whose canceller looks for it there (closed: no new ones join).
+        waiters = self._accept_waiters
+        while waiters:
+            waiters.pop(0).deferred.errback(Failure(ChannelClosed()))
         if self._connecting is not None and not self._connecting.called:
             self._connecting.cancel()
         steps: List[Deferred[Any]] = []

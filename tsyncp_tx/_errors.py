@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from twisted.internet.defer import CancelledError
+
 from ._framing import FrameTooLarge, FramingError, TsyncpError
 
 __all__ = [
@@ -16,6 +18,7 @@ __all__ = [
     "EncodeError",
     "FrameTooLarge",
     "FramingError",
+    "NotWithdrawn",
     "SendQueueFull",
     "TimeoutError",
     "TsyncpError",
@@ -226,16 +229,33 @@ class TimeoutError(TsyncpError):  # noqa: A001 - deliberately mirrors the builti
 
     @ivar operation: What timed out (C{"recv"}, C{"send"}, ...).
     @ivar timeout: The timeout in seconds.
+    @ivar withdrawn: Whether the operation was withdrawn, so that nothing
+        comes of it later: always, but for a broadcast C{send()} that some
+        receivers' transports had already taken.  That one stays queued
+        for the other receivers (so that every receiver gets the same
+        items): sending it again would duplicate it.
     """
 
-    def __init__(self, operation: str, timeout: float) -> None:
+    def __init__(self, operation: str, timeout: float, withdrawn: bool = True) -> None:
         """
         @param operation: What timed out.
         @param timeout: The timeout in seconds.
+        @param withdrawn: Whether the operation was withdrawn.
         """
         super().__init__(operation, timeout)
         self.operation = operation
         self.timeout = timeout
+        self.withdrawn = withdrawn
 
     def __str__(self) -> str:
         return f"{self.operation}() timed out after {self.timeout} seconds"
+
+
+class NotWithdrawn(CancelledError):
+    """
+    A broadcast C{send()} was cancelled after some receivers' transports
+    took its item: it stays queued for the others, so that every receiver
+    gets the same items.  (On a timeout, L{TimeoutError} with C{withdrawn}
+    false says the same.)
+    """
+

@@ -13,7 +13,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from ._errors import ConnectionClosed, SendQueueFull, describe_address
+from ._errors import ConnectionClosed, NotWithdrawn, SendQueueFull, describe_address
 from ._fired import fired
 from ._framing import MAX_FRAME_LENGTH, encode_header
 from . import _protocol
@@ -597,6 +597,8 @@ def _count_written(count: int, pending: List[Deferred[None]]) -> Deferred[int]:
         if state["count"] == 0:
             for waiting in pending:
                 waiting.cancel()
+        else:
+            result.errback(Failure(NotWithdrawn()))
 
     result: Deferred[int] = Deferred(cancel)
 

@@ -472,8 +472,9 @@ class FramedProtocol(Protocol):
 
     def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
         """
-        Fail every queued frame, check the stream ended cleanly, tell the
-        sink.
+        Check the stream ended cleanly, tell the sink, then fail every
+        queued frame (so that a send made from their errbacks no longer
+        finds this connection).
 
         @param reason: Why the connection ended.
         """

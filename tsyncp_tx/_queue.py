@@ -15,7 +15,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ._codecs import RawCodec
-from ._errors import ChannelClosed, ConnectionClosed, DecodeError, TimeoutError
+from ._errors import ChannelClosed, ConnectionClosed, DecodeError, NotWithdrawn, TimeoutError
 from ._fired import fired
 from ._pool import call_hook
 from ._protocol import FramedProtocol
@@ -78,7 +78,8 @@ def add_timeout(d: Deferred[Any], timeout: Optional[float], clock: Any, operatio
 def _timed_out(operation: str, result: Any, timeout: float) -> Any:
     # A module function, not a closure: add_timeout runs on every send and
     # recv that waits, most without a timeout.
-    raise TimeoutError(operation, timeout)
+    withdrawn = not (isinstance(result, Failure) and result.check(NotWithdrawn))
+    raise TimeoutError(operation, timeout, withdrawn)
 
 
 class ReceiveQueue:

@@ -320,8 +320,9 @@ class _MultiSending(_Multi):
         @param timeout: Seconds before a waiting send fails with
             L{TimeoutError}, withdrawing the item from the queues it still
             waits in if no peer has it yet; if one has, it stays queued for
-            the others (every peer gets the same items): do not send it
-            again.
+            the others (every peer gets the same items; the error's
+            C{withdrawn} is false, a cancelled send fails with
+            L{NotWithdrawn}): do not send it again.
         @param raw: Send C{item} (C{bytes}) unencoded.
         @return: A Deferred firing with the number of peers the item was
             handed to.  With the default C{slow_receiver="wait"} policy it

@@ -574,6 +574,11 @@ def _fail_and_stop_reactor() -> None:
 
 
 def _exit_failed() -> None:
+    # os._exit skips the exit handlers registered before this one: do
+    # what the standard ones would (flush logging handlers and streams).
+    import logging
+
+    logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
