@@ -283,6 +283,21 @@ class BroadcastLogicTests(SynchronousTestCase):
     string transports.
     """
 
+    def _one_slow_receiver(self) -> Any:
+        # A raw broadcast sender with two receivers, the second one's
+        # transport pushing back: (reactor, sender, (protocol, transport)
+        # of the fast one, of the slow one).
+        from tsyncp_tx.codecs import RawCodec
+
+        reactor = MemoryReactorClock()
+        tx = self.successResultOf(
+            broadcast.sender_on(8000, accept=0, reactor=reactor, codec=RawCodec())
+        )
+        fast = fake_peer(reactor, 5001)
+        slow = fake_peer(reactor, 5002)
+        slow[0].pauseProducing()
+        return reactor, tx, fast, slow
+
     def test_timed_out_send_that_some_receivers_have_is_not_withdrawn(self) -> None:
         """
         A send that times out waiting for one receiver's transport, after
@@ -290,16 +305,9 @@ class BroadcastLogicTests(SynchronousTestCase):
         but stays queued for the slow receiver: both get the same items in
         order.  One that no receiver has yet is withdrawn from all.
         """
-        from tsyncp_tx.codecs import RawCodec
         from tsyncp_tx.errors import TimeoutError
 
-        reactor = MemoryReactorClock()
-        tx = self.successResultOf(
-            broadcast.sender_on(8000, accept=0, reactor=reactor, codec=RawCodec())
-        )
-        fast, fast_transport = fake_peer(reactor, 5001)
-        slow, slow_transport = fake_peer(reactor, 5002)
-        slow.pauseProducing()
+        reactor, tx, (fast, fast_transport), (slow, slow_transport) = self._one_slow_receiver()
         partial = tx.send(b"a", timeout=1)
         reactor.advance(1)
         self.assertFalse(self.failureResultOf(partial, TimeoutError).value.withdrawn)
@@ -322,16 +330,9 @@ class BroadcastLogicTests(SynchronousTestCase):
         """
         from twisted.internet.defer import CancelledError
 
-        from tsyncp_tx.codecs import RawCodec
         from tsyncp_tx.errors import NotWithdrawn
 
-        reactor = MemoryReactorClock()
-        tx = self.successResultOf(
-            broadcast.sender_on(8000, accept=0, reactor=reactor, codec=RawCodec())
-        )
-        _, fast_transport = fake_peer(reactor, 5001)
-        slow, slow_transport = fake_peer(reactor, 5002)
-        slow.pauseProducing()
+        reactor, tx, (_, fast_transport), (slow, slow_transport) = self._one_slow_receiver()
         d = tx.send(b"a")
         d.cancel()
         self.assertIsInstance(self.failureResultOf(d, CancelledError).value, NotWithdrawn)
