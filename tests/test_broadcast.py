@@ -340,3 +340,25 @@ class BroadcastLogicTests(SynchronousTestCase):
         reactor.advance(0)
         self.assertEqual((fast_transport.value(), slow_transport.value()), (b"\x01a", b"\x01a"))
 
+    def test_cancelled_from_a_flush_that_wrote_it(self) -> None:
+        """
+        A broadcast cancelled from the callback of an earlier frame, while
+        the flush of a receiver's queue has written it there but not yet
+        fired it, is not withdrawn from the other receiver (it fails with
+        C{NotWithdrawn}); the flush goes on undisturbed.
+        """
+        from twisted.internet.defer import CancelledError
+
+        from tsyncp_tx.errors import NotWithdrawn
+
+        reactor, tx, (fast, fast_transport), (slow, slow_transport) = self._one_slow_receiver()
+        fast.pauseProducing()
+        first = tx.send(b"a", to=[("127.0.0.1", 5001)])
+        second = tx.send(b"b")
+        first.addCallback(lambda _: second.cancel())
+        fast.resumeProducing()
+        self.assertIsInstance(self.failureResultOf(second, CancelledError).value, NotWithdrawn)
+        slow.resumeProducing()
+        reactor.advance(0)
+        self.assertEqual((fast_transport.value(), slow_transport.value()), (b"\x01a\x01b", b"\x01b"))
+

@@ -1296,6 +1296,92 @@ class ChannelLogicTests(SynchronousTestCase):
         fake_peer(reactor, 5005)
         self.assertEqual(self.successResultOf(later), 1)
 
+    def test_reconnecting_constructor_cancelled_while_giving_up(self) -> None:
+        """
+        Cancelling a C{reconnect=True} constructor whose policy has just
+        given up fails it with that C{ConnectError}, once, with nothing
+        left unhandled or running.
+        """
+        import gc
+
+        from twisted.internet.defer import AlreadyCalledError, fail
+        from twisted.internet.error import ConnectionRefusedError
+
+        from twisted.internet.interfaces import IStreamClientEndpoint
+
+        @implementer(IStreamClientEndpoint)
+        class Refusing:
+            def connect(self, factory: Any) -> Deferred[Any]:
+                return fail(ConnectionRefusedError("no"))
+
+        reactor = MemoryReactorClock()
+        d = channel.channel_to(Refusing(), reconnect=True, reactor=reactor)
+        d.cancel()
+        self.failureResultOf(d, ConnectError)
+        reactor.advance(0)
+        gc.collect()
+        self.assertEqual(self.flushLoggedErrors(AlreadyCalledError), [])
+        self.assertEqual(reactor.getDelayedCalls(), [])
+
+    def test_backlogged_send_cancelled_while_its_write_waits(self) -> None:
+        """
+        A backlogged send whose write had to queue (the transport pushed
+        back) and that is cancelled from an earlier send's callback during
+        the backlog flush is withdrawn from the connection's queue: it
+        fails with C{CancelledError}, and nothing is left unhandled.
+        """
+        import gc
+
+        from twisted.internet.defer import CancelledError
+
+        from tsyncp_tx._core import ChannelCore
+        from tsyncp_tx.codecs import RawCodec
+
+        class Peer:
+            # The first frame is written at once, the next ones queue.
+            queued_bytes = 0
+            send_high_water = 1 << 20
+
+            def __init__(self) -> None:
+                self.written = 0
+                self.withdrawn: List[bytes] = []
+
+            def write_frame(self, header: bytes, payload: bytes) -> Optional[Deferred[None]]:
+                self.written += 1
+                if self.written == 1:
+                    return None
+                return Deferred(lambda _: self.withdrawn.append(payload))
+
+        core = ChannelCore(MemoryReactorClock(), RawCodec(), single=True, receives=False)
+        core._service = object()  # type: ignore[assignment]  # reconnecting, peer away
+        first, second = core.send_one(b"x"), core.send_one(b"y")
+        first.addCallback(lambda _: second.cancel())
+        peer = Peer()
+        core.peer = peer  # type: ignore[assignment]
+        core._flush_backlog()
+        self.successResultOf(first)
+        self.failureResultOf(second, CancelledError)
+        self.assertEqual(peer.withdrawn, [b"y"])
+        gc.collect()
+        self.assertEqual(self.flushLoggedErrors(CancelledError), [])
+
+    def test_cancel_of_a_frame_the_flush_wrote(self) -> None:
+        """
+        A send cancelled from an earlier send's callback, after the flush
+        of the connection's queue wrote it: it was sent, and its Deferred
+        says so (no C{CancelledError}, nothing raised from the flush).
+        """
+        reactor = MemoryReactorClock()
+        ch = self.successResultOf(channel.channel_on(8000, accept=0, reactor=reactor))
+        protocol, transport = fake_peer(reactor, 5009)
+        protocol.pauseProducing()
+        first, second = ch.send("a"), ch.send("b")
+        first.addCallback(lambda _: second.cancel())
+        protocol.resumeProducing()
+        self.successResultOf(first)
+        self.assertIsNone(self.successResultOf(second))
+        self.assertEqual(transport.value(), b'\x03"a"\x03"b"')
+
     def test_close_fails_accepts_one_cancelling_another(self) -> None:
         """
         C{close()} fails every waiting C{accept()} with C{ChannelClosed},

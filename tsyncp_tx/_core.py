@@ -172,7 +172,7 @@ class _WaitingSend:
     channel's connection) until L{go} starts it.
     """
 
-    __slots__ = ("start", "size", "deferred", "started")
+    __slots__ = ("start", "size", "deferred", "started", "reported")
 
     deferred: Deferred[Any]  # the send()'s, set right after construction
 
@@ -185,6 +185,7 @@ class _WaitingSend:
         self.size = size
         # The real send's Deferred once started.
         self.started: Optional[Deferred[Any]] = None
+        self.reported = False
 
     def go(self) -> None:
         """
@@ -205,7 +206,8 @@ class _WaitingSend:
         C{send()}.
         """
         assert self.started is not None
-        if not self.deferred.called:  # reported already (see _hold)
+        if not self.reported:  # reported early when cancelled (see _hold)
+            self.reported = True
             self.started.chainDeferred(self.deferred)
 
 
@@ -540,8 +542,12 @@ class ChannelCore:
         def failed(failure: Failure) -> Any:
             gave_up = initial["gave_up"]
             if gave_up is not None:
-                failure = gave_up
-            elif failure.check(CancelledError):
+                # Cancelled from our own call (or the user's), outside
+                # ClientService's state changes: stop it now.
+                service.stopService()
+                error = gave_up.value if gave_up.value is not None else Exception("connection failed")
+                return Failure(ConnectError(address, max(1, initial["attempts"]), error))
+            if failure.check(CancelledError):
                 service.stopService()
                 return failure
             error = failure.value if failure.value is not None else Exception("connection failed")
@@ -749,12 +755,11 @@ class ChannelCore:
         def cancel(_: Deferred[Any]) -> None:
             started = entry.started
             if started is not None:
-                if started.called:
-                    # Written, its outcome not passed on yet (a backlog
-                    # flush writes every frame before reporting any): the
-                    # send took place, and says so.
-                    entry.report()
-                    return
+                # Started by a backlog flush that has not reported it yet
+                # (it writes every frame before reporting any): pass on
+                # what comes of cancelling the write, which is success if
+                # it was written already.
+                entry.report()
                 started.cancel()
             elif entry in waiting:
                 waiting.remove(entry)

@@ -4,7 +4,7 @@ L{StreamPool}: the live connections of one channel.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Iterable, List, Optional, Set
+from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
 from weakref import WeakSet
 
 from twisted.internet.defer import Deferred, DeferredList, fail
@@ -439,7 +439,7 @@ class StreamPool:
                         )
                     )
         count = 0
-        pending: Optional[List[Deferred[None]]] = None
+        pending: Optional[List[Tuple[FramedProtocol, Deferred[None]]]] = None
         for connection in targets:
             if (
                 disconnect_slow
@@ -454,12 +454,12 @@ class StreamPool:
             else:
                 if pending is None:
                     pending = []
-                pending.append(waiting)
+                pending.append((connection, waiting))
         if pending is None:
             return fired(count)
         if disconnect_slow:
             if count:  # a recipient keeps up: the sender need not wait
-                for waiting in pending:
+                for _, waiting in pending:
                     waiting.addErrback(_ignore_closed)
                 return fired(count + len(pending))
             return _first_written(pending)
@@ -553,7 +553,25 @@ class StreamPool:
         return d.addCallback(lambda _: None)
 
 
-def _first_written(pending: List[Deferred[None]]) -> Deferred[int]:
+Pending = List[Tuple[FramedProtocol, Deferred[None]]]
+
+
+def _withdraw_all(pending: Pending) -> bool:
+    """
+    Withdraw a broadcast's queued copies, if none has been handed to its
+    transport yet: taking it back from some recipients after others got it
+    would make their streams differ.
+
+    @return: Whether they were withdrawn.
+    """
+    if not all(connection.unsent(waiting) for connection, waiting in pending):
+        return False
+    for _, waiting in pending:
+        waiting.cancel()
+    return True
+
+
+def _first_written(pending: Pending) -> Deferred[int]:
     """
     Fire with the number of recipients as soon as one of the queued writes
     is done (the C{"disconnect"} policy's pacing by the fastest recipient).
@@ -561,8 +579,8 @@ def _first_written(pending: List[Deferred[None]]) -> Deferred[int]:
     total = len(pending)
 
     def cancel(_: Deferred[int]) -> None:
-        for waiting in pending:
-            waiting.cancel()
+        if not _withdraw_all(pending):
+            result.errback(Failure(NotWithdrawn()))
 
     result: Deferred[int] = Deferred(cancel)
     state = {"left": total, "lost": 0}
@@ -579,12 +597,12 @@ def _first_written(pending: List[Deferred[None]]) -> Deferred[int]:
         elif not result.called:
             result.callback(total - state["lost"])
 
-    for waiting in pending:
+    for _, waiting in pending:
         waiting.addBoth(settled)
     return result
 
 
-def _count_written(count: int, pending: List[Deferred[None]]) -> Deferred[int]:
+def _count_written(count: int, pending: Pending) -> Deferred[int]:
     """
     Combine per-connection write Deferreds into one firing with the number
     written; the first error other than a lost connection fails it.
@@ -592,12 +610,7 @@ def _count_written(count: int, pending: List[Deferred[None]]) -> Deferred[int]:
     state: Dict[str, Any] = {"count": count, "left": len(pending), "error": None}
 
     def cancel(_: Deferred[int]) -> None:
-        # Withdrawn only while no recipient has the frame: taking it back
-        # from some after others got it would make their streams differ.
-        if state["count"] == 0:
-            for waiting in pending:
-                waiting.cancel()
-        else:
+        if state["count"] or not _withdraw_all(pending):
             result.errback(Failure(NotWithdrawn()))
 
     result: Deferred[int] = Deferred(cancel)
@@ -615,7 +628,7 @@ def _count_written(count: int, pending: List[Deferred[None]]) -> Deferred[int]:
             else:
                 result.callback(state["count"])
 
-    for waiting in pending:
+    for _, waiting in pending:
         waiting.addBoth(settled)
     return result
 

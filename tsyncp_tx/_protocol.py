@@ -713,6 +713,9 @@ class FramedProtocol(Protocol):
             try:
                 self._queue.remove(entry)
             except ValueError:
+                # Written by a _flush that has not fired it yet (a callback
+                # of an earlier frame cancels): the frame was sent.
+                d.callback(None)
                 return
             self.queued_bytes -= size
             self._update_writable()
@@ -723,6 +726,17 @@ class FramedProtocol(Protocol):
         self._update_writable()
         self.queued_bytes += size
         return d
+
+    def unsent(self, waiting: Deferred[None]) -> bool:
+        """
+        Whether the frame a write Deferred stands for still waits in this
+        connection's queue, so that cancelling it withdraws it.
+
+        @param waiting: A Deferred that L{write_frame} returned.
+        @return: C{False} once it has been handed to the transport (or
+            failed).
+        """
+        return any(entry[2] is waiting for entry in self._queue)
 
     def send_frame(self, payload: bytes) -> Deferred[None]:
         """
@@ -798,9 +812,11 @@ class FramedProtocol(Protocol):
             if waiting is not None:
                 written.append(waiting)
         self._update_writable()
-        # Fired after the loop so callbacks that send again queue behind.
+        # Fired after the loop so callbacks that send again queue behind
+        # (one that cancels a later frame fires it: see _enqueue).
         for d in written:
-            d.callback(None)
+            if not d.called:
+                d.callback(None)
         if self.kept:
             self.sink.connection_drained(self)  # type: ignore[union-attr]
         if closing and not self._queue and self._closed is None:

@@ -78,8 +78,9 @@ def add_timeout(d: Deferred[Any], timeout: Optional[float], clock: Any, operatio
 def _timed_out(operation: str, result: Any, timeout: float) -> Any:
     # A module function, not a closure: add_timeout runs on every send and
     # recv that waits, most without a timeout.
-    withdrawn = not (isinstance(result, Failure) and result.check(NotWithdrawn))
-    raise TimeoutError(operation, timeout, withdrawn)
+    if not isinstance(result, Failure):
+        return result  # done after all, as its cancellation found
+    raise TimeoutError(operation, timeout, not result.check(NotWithdrawn))
 
 
 class ReceiveQueue:
