@@ -31,7 +31,7 @@ class Barrier(_Multi):
     also releases the waiting waiters by itself each time N of them wait.
     """
 
-    __slots__ = ("parties", "_waiting", "_generation", "_on_release")
+    __slots__ = ("parties", "_waiting", "_generation", "_on_release", "_refused", "_make_room")
 
     log = Logger()
 
@@ -47,6 +47,11 @@ class Barrier(_Multi):
         self._waiting: Dict[Any, None] = {}
         self._generation = 0
         self._on_release = on_release
+        # Whether an automatic release was refused (a waiter's queue full):
+        # it is tried again when a queue drains.
+        self._refused = False
+        self._make_room = core.pool.on_drain
+        core.pool.on_drain = self._drained
 
     @property
     def generation(self) -> int:
@@ -112,14 +117,26 @@ class Barrier(_Multi):
     def _arrive(self, address: Any) -> None:
         self._waiting[address] = None
         if self.parties is not None and len(self._waiting) >= self.parties:
-            released = self._release(list(self._waiting))
-            # Nobody else holds this Deferred: a release that could not be
-            # sent (a waiter's queue full) is logged.  A callback on one
-            # that already fired would cost every generation.
-            if not released.called:
-                released.addErrback(self._release_failed, self._generation)
-            elif isinstance(released.result, Failure):  # refused: not counted
-                released.addErrback(self._release_failed, self._generation + 1)
+            self._release_waiting()
+
+    def _release_waiting(self) -> None:
+        released = self._release(list(self._waiting))
+        # Nobody else holds this Deferred: a release that could not be sent
+        # (a waiter's queue full) is logged.  A callback on one that
+        # already fired would cost every generation.
+        if not released.called:
+            released.addErrback(self._release_failed, self._generation)
+        elif isinstance(released.result, Failure):  # refused: not counted
+            self._refused = True
+            released.addErrback(self._release_failed, self._generation + 1)
+
+    def _drained(self, connection: FramedProtocol) -> None:
+        if self._make_room is not None:
+            self._make_room(connection)
+        if self._refused:
+            self._refused = False
+            if self.parties is not None and len(self._waiting) >= self.parties:
+                self._release_waiting()
 
     def _release_failed(self, failure: Failure, generation: int) -> None:
         self.log.failure(
