@@ -144,13 +144,21 @@ def _connect(
             return
         delay, failure = _consult(policy, state["attempt"], failure)
         if delay is None:
-            error = failure.value if failure.value is not None else Exception("connection failed")
-            result.errback(Failure(ConnectError(address, state["attempt"], error)))
+            result.errback(_connect_error(address, state["attempt"], failure))
         else:
             state["call"] = reactor.callLater(delay, attempt)
 
     attempt()
     return result
+
+
+def _connect_error(address: Any, attempts: int, failure: Failure) -> Failure:
+    """
+    The failure a constructor gives up with: a L{ConnectError} carrying
+    the last attempt's error.
+    """
+    error = failure.value if failure.value is not None else Exception("connection failed")
+    return Failure(ConnectError(address, max(1, attempts), error))
 
 
 def _consult(policy: RetryPolicy, attempt: int, failure: Failure) -> Tuple[Optional[float], Failure]:
@@ -545,13 +553,11 @@ class ChannelCore:
                 # Cancelled from our own call (or the user's), outside
                 # ClientService's state changes: stop it now.
                 service.stopService()
-                error = gave_up.value if gave_up.value is not None else Exception("connection failed")
-                return Failure(ConnectError(address, max(1, initial["attempts"]), error))
+                return _connect_error(address, initial["attempts"], gave_up)
             if failure.check(CancelledError):
                 service.stopService()
                 return failure
-            error = failure.value if failure.value is not None else Exception("connection failed")
-            connect_error = Failure(ConnectError(address, max(1, initial["attempts"]), error))
+            connect_error = _connect_error(address, initial["attempts"], failure)
             # A connection that failed its TLS handshake fails whenConnected
             # from inside ClientService's own state change, where stopping
             # it would re-enter it: stop it on the next turn.
@@ -860,22 +866,23 @@ class ChannelCore:
         self.closed = True
         if self.queue is not None:
             self.queue.close(ChannelClosed())
-        # Emptied in place: a _make_room loop that this close() interrupts
-        # (from a send's callback) must find nothing left to start.
-        backlog, self._backlog = self._backlog, deque()
-        self._backlog_bytes = 0
+        # Each waiting list is emptied in place, one entry at a time (closed,
+        # the channel adds none): a _make_room loop that this close()
+        # interrupts (from a send's callback) finds nothing left to start,
+        # and an errback that cancels a later entry finds it where its
+        # canceller looks.
+        backlog = self._backlog
         while backlog:
             backlog.popleft().deferred.errback(
                 Failure(ChannelClosed("channel closed before reconnecting"))
             )
-        room_waiters, self._room_waiters = self._room_waiters, deque()
+        self._backlog_bytes = 0
+        room_waiters = self._room_waiters
         while room_waiters:
             room_waiters.popleft().deferred.errback(Failure(ChannelClosed()))
-        # The live list, in place: an errback may cancel a later accept(),
-        # whose canceller looks for it there (closed: no new ones join).
-        waiters = self._accept_waiters
-        while waiters:
-            waiters.pop(0).deferred.errback(Failure(ChannelClosed()))
+        accept_waiters = self._accept_waiters
+        while accept_waiters:
+            accept_waiters.pop(0).deferred.errback(Failure(ChannelClosed()))
         if self._connecting is not None and not self._connecting.called:
             self._connecting.cancel()
         steps: List[Deferred[Any]] = []
